@@ -1,0 +1,221 @@
+//! The command line: clap definitions, logging setup, and the glue from a command to
+//! the library and an exit code. Results go to stdout, logs and progress to stderr.
+
+use crate::apply::{self, ApplyOptions};
+use crate::audit::{self, AuditLog};
+use crate::desired::{self, DesiredState};
+use crate::provider::http::NoObserver;
+use crate::reconcile::{self, Providers};
+use crate::report::{self, Format};
+use anyhow::{anyhow, Context};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "roster",
+    version,
+    about = "Reconcile SaaS account statuses with a folder of YAML files"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log detail on stderr (-v info, -vv debug).
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Load and check the folder; no network, no secrets. Exit 0 valid, 1 invalid.
+    Validate(FolderArgs),
+    /// Read live state and print the changes a reconcile would make; never writes.
+    Plan(PlanArgs),
+    /// One reconcile pass, then a summary. Exit 0 converged, 1 error, 3 guard refused.
+    Apply(ApplyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FolderArgs {
+    /// The desired-state folder.
+    #[arg(default_value = "desired-state")]
+    pub dir: PathBuf,
+    /// Limit the command to these provider instances (repeatable).
+    #[arg(long = "provider", value_name = "NAME")]
+    pub providers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub folder: FolderArgs,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Exit 0 when there are no changes, 2 when changes are pending, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// The guard limit to warn about, as `apply --max-changes` would use it.
+    #[arg(long, value_name = "N")]
+    pub max_changes: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub folder: FolderArgs,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Replace every instance's max_changes for this run.
+    #[arg(long, value_name = "N")]
+    pub max_changes: Option<usize>,
+    /// Lift the max_changes safety guard for this run.
+    #[arg(long)]
+    pub allow_mass_change: bool,
+    /// Append one JSON line per write call to this file.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+}
+
+/// Runs the parsed command and returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    init_logging(cli.verbose, cli.log_format, false);
+    match cli.command {
+        Command::Validate(args) => Ok(validate(&args.dir)),
+        Command::Plan(args) => runtime()?.block_on(plan(args)),
+        Command::Apply(args) => runtime()?.block_on(apply(args)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Sets up stderr logging: warnings by default for one-shot commands, info for the daemon.
+pub fn init_logging(verbose: u8, format: LogFormat, daemon: bool) {
+    let level = match (verbose, daemon) {
+        (0, false) => "warn",
+        (0, true) | (1, _) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("roster={level},warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+}
+
+fn validate(dir: &Path) -> u8 {
+    match desired::load(dir) {
+        Ok(state) => {
+            println!(
+                "{}: valid ({} provider instances, {} users, {} accounts)",
+                dir.display(),
+                state.instances.len(),
+                state.users.len(),
+                state.account_count()
+            );
+            0
+        }
+        Err(invalid) => {
+            eprintln!("{invalid}");
+            eprintln!(
+                "{}: invalid ({} problems)",
+                dir.display(),
+                invalid.problems.len()
+            );
+            1
+        }
+    }
+}
+
+/// Loads the folder and connects the selected instances, failing early and clearly.
+fn prepare(folder: &FolderArgs) -> anyhow::Result<(DesiredState, Providers)> {
+    let desired = desired::load(&folder.dir).map_err(|invalid| {
+        anyhow!(
+            "{invalid}\n{}: invalid ({} problems); nothing was read or changed",
+            folder.dir.display(),
+            invalid.problems.len()
+        )
+    })?;
+    let selected = reconcile::select(&desired, &folder.providers)?;
+    let providers = reconcile::connect_all(&selected, Arc::new(NoObserver)).map_err(|errors| {
+        anyhow!(errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"))
+    })?;
+    progress(&format!(
+        "Reading {} provider instance(s) for {} accounts...",
+        providers.len(),
+        desired.account_count()
+    ));
+    Ok((desired, providers))
+}
+
+/// Progress for people: only when stderr is a terminal, never mixed into stdout.
+fn progress(message: &str) {
+    if std::io::stderr().is_terminal() {
+        eprintln!("{message}");
+    }
+}
+
+fn print(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
+    let (desired, providers) = prepare(&args.folder)?;
+    let plan = reconcile::plan_live(&desired, &providers).await;
+    let options = ApplyOptions {
+        max_changes: args.max_changes,
+        ..ApplyOptions::default()
+    };
+    let guard = apply::guard_refusals(&plan, &desired, &options);
+    print(&report::render_plan(&plan, &guard, args.format))?;
+    Ok(if !plan.errors.is_empty() {
+        1
+    } else if args.detailed_exitcode && plan.has_changes() {
+        2
+    } else {
+        0
+    })
+}
+
+async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
+    let (desired, providers) = prepare(&args.folder)?;
+    let audit = args.audit_log.as_deref().map(AuditLog::open).transpose()?;
+    let plan = reconcile::plan_live(&desired, &providers).await;
+    progress(&format!("Applying {} change(s)...", plan.changes.len()));
+    let options = ApplyOptions {
+        max_changes: args.max_changes,
+        allow_mass_change: args.allow_mass_change,
+        git_commit: audit::git_commit(&args.folder.dir),
+    };
+    let summary = apply::apply(&plan, &desired, &providers, &options, audit.as_ref()).await;
+    print(&report::render_apply(&summary, args.format))?;
+    Ok(summary.exit_code() as u8)
+}

@@ -1,0 +1,182 @@
+//! The desired-state folder: the model Roster reconciles towards, loaded and validated
+//! as one unit. A folder with any problem yields no model at all, so nothing ever acts
+//! on part of a folder.
+
+mod load;
+mod yaml;
+
+pub use load::load;
+
+use crate::provider::KindSpec;
+use crate::status::Status;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+/// A valid desired-state folder.
+#[derive(Debug, Clone)]
+pub struct DesiredState {
+    pub root: PathBuf,
+    /// Provider instances by name.
+    pub instances: BTreeMap<String, InstanceConfig>,
+    /// Users in file order (files sorted by path).
+    pub users: Vec<User>,
+}
+
+impl DesiredState {
+    /// Every account, paired with its user, grouped by instance.
+    pub fn accounts_by_instance(&self) -> BTreeMap<&str, Vec<(&User, &Account)>> {
+        let mut grouped: BTreeMap<&str, Vec<(&User, &Account)>> = BTreeMap::new();
+        for user in &self.users {
+            for account in &user.accounts {
+                grouped
+                    .entry(account.instance.as_str())
+                    .or_default()
+                    .push((user, account));
+            }
+        }
+        grouped
+    }
+
+    /// Number of accounts across all users.
+    pub fn account_count(&self) -> usize {
+        self.users.iter().map(|u| u.accounts.len()).sum()
+    }
+}
+
+/// One provider instance from `providers.yaml`.
+#[derive(Clone)]
+pub struct InstanceConfig {
+    pub name: String,
+    pub kind: &'static KindSpec,
+    pub base_url: Url,
+    pub auth: AuthConfig,
+    /// In-flight requests to this instance.
+    pub max_concurrency: usize,
+    /// Steady request rate; `None` means unpaced (429s are still honoured).
+    pub requests_per_second: Option<f64>,
+    pub timeout: Duration,
+    /// Safety guard: the most changes one pass may make at this instance.
+    pub max_changes: usize,
+    /// Kind-specific settings (`tenant_id`, `api_version`, `organization_id`).
+    pub settings: BTreeMap<String, String>,
+    pub location: Location,
+}
+
+impl InstanceConfig {
+    pub fn setting(&self, key: &str) -> Option<&str> {
+        self.settings.get(key).map(String::as_str)
+    }
+}
+
+impl fmt::Debug for InstanceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InstanceConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind.name)
+            .field("base_url", &self.base_url.as_str())
+            .field("auth", &self.auth)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("requests_per_second", &self.requests_per_second)
+            .field("timeout", &self.timeout)
+            .field("max_changes", &self.max_changes)
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+/// Where an instance's credentials come from. Holds names, never values.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthConfig {
+    Bearer(SecretSource),
+    ClientCredentials {
+        client_id: SecretSource,
+        client_secret: SecretSource,
+    },
+}
+
+/// An environment variable or a file holding a secret.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Env(name) => write!(f, "environment variable {name}"),
+            SecretSource::File(path) => write!(f, "file {}", path.display()),
+        }
+    }
+}
+
+/// A person and the status each of their accounts should have.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    /// Shown in plans and sent where an API takes a comment.
+    pub reason: Option<String>,
+    pub accounts: Vec<Account>,
+    pub location: Location,
+}
+
+/// One account at one provider instance, with its effective desired status.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub instance: String,
+    pub id: String,
+    pub status: Status,
+    pub location: Location,
+}
+
+/// A position in a file of the folder, 1-based.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Location {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}", self.file)
+        } else {
+            write!(f, "{}:{}:{}", self.file, self.line, self.column)
+        }
+    }
+}
+
+/// One thing wrong with the folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub location: Location,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+/// Every problem of a folder that failed to load, in file and line order.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct InvalidFolder {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for InvalidFolder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}

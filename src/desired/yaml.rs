@@ -1,0 +1,134 @@
+//! Small helpers over `marked_yaml` nodes that turn every shape mistake into a
+//! [`Problem`] with the file, line and column of the offending key or value.
+
+use super::{Location, Problem};
+use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
+use marked_yaml::{Node, Span};
+
+/// One file being read: its display path, and the problems found so far.
+pub struct FileReader<'a> {
+    pub file: &'a str,
+    pub problems: &'a mut Vec<Problem>,
+}
+
+impl FileReader<'_> {
+    pub fn location(&self, span: &Span) -> Location {
+        let (line, column) = span
+            .start()
+            .map(|m| (m.line(), m.column()))
+            .unwrap_or((0, 0));
+        Location {
+            file: self.file.to_string(),
+            line,
+            column,
+        }
+    }
+
+    pub fn problem(&mut self, span: &Span, message: impl Into<String>) {
+        let location = self.location(span);
+        self.problems.push(Problem {
+            location,
+            message: message.into(),
+        });
+    }
+
+    /// Reports every key of `map` that is not in `allowed`, with a "did you mean".
+    pub fn check_keys(&mut self, map: &MarkedMappingNode, allowed: &[&str], what: &str) {
+        for key in map.keys() {
+            if !allowed.contains(&key.as_str()) {
+                let hint = suggest(key.as_str(), allowed)
+                    .map(|s| format!(" (did you mean '{s}'?)"))
+                    .unwrap_or_else(|| format!(" (expected one of: {})", allowed.join(", ")));
+                self.problem(
+                    key.span(),
+                    format!("unknown key '{}' in {what}{hint}", key.as_str()),
+                );
+            }
+        }
+    }
+
+    pub fn mapping<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n MarkedMappingNode> {
+        match node {
+            Node::Mapping(map) => Some(map),
+            other => {
+                self.problem(
+                    other.span(),
+                    format!("{what} must be a mapping of keys to values"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A non-empty string value.
+    pub fn string<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n MarkedScalarNode> {
+        match node {
+            Node::Scalar(s) if !s.as_str().trim().is_empty() && s.as_str() != "~" => Some(s),
+            Node::Scalar(s) => {
+                self.problem(s.span(), format!("{what} is empty"));
+                None
+            }
+            other => {
+                self.problem(
+                    other.span(),
+                    format!("{what} must be a single value, not a list or mapping"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A required string key of `map`; reports its absence at the mapping.
+    pub fn required<'n>(
+        &mut self,
+        map: &'n MarkedMappingNode,
+        key: &str,
+        what: &str,
+    ) -> Option<&'n MarkedScalarNode> {
+        match map.get_node(key) {
+            Some(node) => self.string(node, &format!("'{key}' of {what}")),
+            None => {
+                self.problem(
+                    map.span(),
+                    format!("{what} is missing the required key '{key}'"),
+                );
+                None
+            }
+        }
+    }
+
+    /// An optional string key of `map`.
+    pub fn optional<'n>(
+        &mut self,
+        map: &'n MarkedMappingNode,
+        key: &str,
+        what: &str,
+    ) -> Option<&'n MarkedScalarNode> {
+        map.get_node(key)
+            .and_then(|node| self.string(node, &format!("'{key}' of {what}")))
+    }
+}
+
+/// The closest allowed word to a misspelt one, if it is close enough to be a typo.
+pub fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), *c))
+        .filter(|(distance, c)| *distance <= 2.max(c.len() / 4) && *distance < c.len())
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::suggest;
+
+    #[test]
+    fn suggests_close_words_only() {
+        let keys = ["name", "status", "reason", "accounts"];
+        assert_eq!(suggest("stauts", &keys), Some("status"));
+        assert_eq!(suggest("acounts", &keys), Some("accounts"));
+        assert_eq!(suggest("nmae", &keys), Some("name"));
+        assert_eq!(suggest("department", &keys), None);
+    }
+}

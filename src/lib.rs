@@ -1,0 +1,16 @@
+//! Roster: declarative reconciliation of SaaS account statuses.
+//!
+//! The folder of YAML files ([`desired`]) says which status each account should have;
+//! adapters ([`provider`]) read the live status; a pure function ([`plan`]) diffs them;
+//! executors ([`apply`], [`daemon`]) make only the calls needed to converge.
+
+pub mod apply;
+pub mod audit;
+pub mod cli;
+pub mod desired;
+pub mod plan;
+pub mod provider;
+pub mod reconcile;
+pub mod report;
+pub mod secret;
+pub mod status;

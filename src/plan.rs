@@ -1,0 +1,177 @@
+//! The plan: plain data computed by a pure function from desired and observed state.
+//! Every executor (`plan`'s dry run, `apply`, the daemon) consumes this same type.
+
+use crate::desired::DesiredState;
+use crate::provider::{AccountObservation, Observation};
+use crate::status::Status;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Version of the JSON document; bumped only on incompatible changes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What a reconcile pass would do, and what it could not decide.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Plan {
+    pub format_version: u32,
+    /// Sorted by provider, then user, then account id.
+    pub changes: Vec<Change>,
+    /// Accounts whose live status already matches.
+    pub in_sync: usize,
+    /// Changes the provider is known to refuse; never attempted.
+    pub blocked: Vec<Blocked>,
+    /// Instances or accounts that could not be read.
+    pub errors: Vec<PlanError>,
+}
+
+/// One status change: a single write call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    pub provider: String,
+    pub user: String,
+    pub account_id: String,
+    pub from: Status,
+    pub to: Status,
+    /// The user's `reason`, sent where an API takes a comment.
+    #[serde(skip)]
+    pub reason: Option<String>,
+    /// The revision read with the status (Acronis `version`), for optimistic concurrency.
+    #[serde(skip)]
+    pub revision: Option<u64>,
+}
+
+/// A change the provider is known to refuse, with the reason.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Blocked {
+    pub provider: String,
+    pub user: String,
+    pub account_id: String,
+    #[serde(skip)]
+    pub from: Status,
+    #[serde(skip)]
+    pub to: Status,
+    pub reason: String,
+}
+
+/// An instance that could not be read (no `user`), or one account that could not.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanError {
+    pub provider: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    pub message: String,
+}
+
+/// What was read from one instance: its accounts, or why the whole instance failed.
+pub type InstanceObservation = Result<Observation, String>;
+
+/// Diffs `desired` against what was `observed`. Only instances present in `observed`
+/// are planned, so a `--provider` selection or a daemon's per-instance loop simply
+/// passes fewer instances. Accounts in no file never appear: they were never asked for.
+pub fn compute(desired: &DesiredState, observed: &BTreeMap<String, InstanceObservation>) -> Plan {
+    let mut plan = Plan {
+        format_version: FORMAT_VERSION,
+        ..Plan::default()
+    };
+    let by_instance = desired.accounts_by_instance();
+    for (instance, observation) in observed {
+        let observation = match observation {
+            Ok(observation) => observation,
+            Err(message) => {
+                plan.errors.push(PlanError {
+                    provider: instance.clone(),
+                    user: None,
+                    account_id: None,
+                    message: message.clone(),
+                });
+                continue;
+            }
+        };
+        for (user, account) in by_instance.get(instance.as_str()).into_iter().flatten() {
+            let entry = |message: String| PlanError {
+                provider: instance.clone(),
+                user: Some(user.name.clone()),
+                account_id: Some(account.id.clone()),
+                message,
+            };
+            let live = match observation.accounts.get(&account.id) {
+                None => {
+                    plan.errors
+                        .push(entry("account not found at the provider (404)".to_string()));
+                    continue;
+                }
+                Some(AccountObservation::Failed(message)) => {
+                    plan.errors.push(entry(message.clone()));
+                    continue;
+                }
+                Some(AccountObservation::Found(live)) => live,
+            };
+            if live.status == account.status {
+                plan.in_sync += 1;
+                continue;
+            }
+            match &live.refusal {
+                Some(refusal) if refusal.blocks(&account.status) => plan.blocked.push(Blocked {
+                    provider: instance.clone(),
+                    user: user.name.clone(),
+                    account_id: account.id.clone(),
+                    from: live.status.clone(),
+                    to: account.status.clone(),
+                    reason: refusal.reason.clone(),
+                }),
+                _ => plan.changes.push(Change {
+                    provider: instance.clone(),
+                    user: user.name.clone(),
+                    account_id: account.id.clone(),
+                    from: live.status.clone(),
+                    to: account.status.clone(),
+                    reason: user.reason.clone(),
+                    revision: live.revision,
+                }),
+            }
+        }
+    }
+    plan.sort();
+    plan
+}
+
+impl Plan {
+    /// Whether applying this plan would make any call.
+    pub fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    /// Number of changes per instance.
+    pub fn changes_per_instance(&self) -> BTreeMap<&str, usize> {
+        let mut counts = BTreeMap::new();
+        for change in &self.changes {
+            *counts.entry(change.provider.as_str()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// Appends another plan (another instance's), keeping the contract's sort order.
+    pub fn merge(&mut self, other: Plan) {
+        self.format_version = FORMAT_VERSION;
+        self.changes.extend(other.changes);
+        self.in_sync += other.in_sync;
+        self.blocked.extend(other.blocked);
+        self.errors.extend(other.errors);
+        self.sort();
+    }
+
+    /// The contract's order: provider, then user, then account id.
+    fn sort(&mut self) {
+        self.changes.sort_by(|a, b| {
+            (&a.provider, &a.user, &a.account_id).cmp(&(&b.provider, &b.user, &b.account_id))
+        });
+        self.blocked.sort_by(|a, b| {
+            (&a.provider, &a.user, &a.account_id).cmp(&(&b.provider, &b.user, &b.account_id))
+        });
+        self.errors.sort_by(|a, b| {
+            (&a.provider, &a.user, &a.account_id).cmp(&(&b.provider, &b.user, &b.account_id))
+        });
+    }
+}

@@ -1,0 +1,326 @@
+//! The provider seam: one small trait every provider kind implements, the registry of
+//! kinds, and the shared HTTP layer they all use.
+//!
+//! An adapter answers two questions and nothing else: "what is the status of these
+//! accounts?" (batched) and "set this account to that status" (one write, with the
+//! kind's quirks handled inside). Diffing, guards, reporting and scheduling live once,
+//! outside the adapters.
+
+pub mod http;
+pub mod status_api;
+pub mod suspend_api;
+
+use crate::desired::{AuthConfig, InstanceConfig, SecretSource};
+use crate::plan::Change;
+use crate::secret::Secret;
+use crate::status::Status;
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub use http::{HttpClient, HttpError, RequestObserver, WriteAccess};
+
+/// Everything Roster knows about one provider kind: its name in `providers.yaml`, the
+/// statuses it can set, the settings and credentials it takes, and how to build it.
+pub struct KindSpec {
+    pub name: &'static str,
+    /// Statuses a user file may ask for; `active` and `inactive` are always among them.
+    pub statuses: &'static [&'static str],
+    pub auth: AuthStyle,
+    /// Kind-specific keys of an instance in `providers.yaml`.
+    pub settings: &'static [Setting],
+    pub connect: fn(Connect) -> Result<Arc<dyn Provider>, ConnectError>,
+}
+
+/// How a kind authenticates, which decides the keys allowed under `auth:`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthStyle {
+    /// `bearer_token_env` or `bearer_token_file`.
+    Bearer,
+    /// OAuth2 client credentials: `client_id_env|file` and `client_secret_env|file`.
+    ClientCredentials,
+}
+
+/// A kind-specific key of an instance, such as `tenant_id` for `suspend-api`.
+pub struct Setting {
+    pub key: &'static str,
+    pub required: bool,
+}
+
+/// Every provider kind Roster speaks. Adding a kind means one adapter file and one line here.
+pub fn kinds() -> &'static [&'static KindSpec] {
+    static KINDS: &[&KindSpec] = &[&status_api::KIND, &suspend_api::KIND];
+    KINDS
+}
+
+/// Looks a kind up by the name used in `providers.yaml`.
+pub fn kind(name: &str) -> Option<&'static KindSpec> {
+    kinds().iter().copied().find(|k| k.name == name)
+}
+
+/// The live view of the accounts one instance was asked about, keyed by the account id
+/// exactly as the desired state names it. An id that is absent was not found.
+#[derive(Clone, Debug, Default)]
+pub struct Observation {
+    pub accounts: HashMap<String, AccountObservation>,
+}
+
+/// What a provider said about one account.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AccountObservation {
+    Found(ObservedAccount),
+    /// The account could not be read (403 on a targeted read, say); the message says why.
+    Failed(String),
+}
+
+/// The live state of one account, with everything the pure plan function needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservedAccount {
+    pub status: Status,
+    /// Set when the provider is known to refuse some changes to this account.
+    pub refusal: Option<Refusal>,
+    /// An opaque revision the write must carry (Acronis `version`); never invented.
+    pub revision: Option<u64>,
+}
+
+impl ObservedAccount {
+    pub fn new(status: Status) -> Self {
+        ObservedAccount {
+            status,
+            refusal: None,
+            revision: None,
+        }
+    }
+}
+
+/// A change the provider refuses, known before any write is attempted (Atlan admins,
+/// the suspend-api tenant owner, ZITADEL locked users).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Refusal {
+    pub applies_to: RefusalScope,
+    pub reason: String,
+}
+
+/// Which changes a [`Refusal`] covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefusalScope {
+    /// Any move away from `active` (an admin may be re-enabled, not disabled).
+    Deactivation,
+    /// Every change.
+    AnyChange,
+}
+
+impl Refusal {
+    /// Whether this refusal blocks moving the account to `to`.
+    pub fn blocks(&self, to: &Status) -> bool {
+        match self.applies_to {
+            RefusalScope::AnyChange => true,
+            RefusalScope::Deactivation => !to.is_active(),
+        }
+    }
+}
+
+/// What a single write achieved.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WriteOutcome {
+    /// The provider made the change.
+    Applied { http_status: u16 },
+    /// The account was already in the desired status when the write landed (a race with
+    /// a person or another tool); nothing left to do.
+    AlreadyConverged { http_status: u16, note: String },
+    /// The provider refused the change for a known reason (admin, owner): a blocked entry.
+    Refused { http_status: u16, reason: String },
+}
+
+/// The seam between the engine and one provider instance.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Reads the live status of `accounts` with batched list or search calls.
+    async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError>;
+
+    /// Moves one account to `change.to`. Needs a [`WriteAccess`], which only the apply
+    /// executor can create: `plan` has no code path that reaches this method.
+    async fn set_status(
+        &self,
+        access: &WriteAccess,
+        change: &Change,
+    ) -> Result<WriteOutcome, ProviderError>;
+}
+
+/// A failure talking to a provider instance, always naming the instance.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("{instance}: credentials rejected (HTTP 401); check the token or client secret")]
+    CredentialsRejected { instance: String },
+    #[error("{instance}: account {account} not found (HTTP 404)")]
+    NotFound { instance: String, account: String },
+    #[error("{instance}: HTTP {status}: {message}")]
+    Api {
+        instance: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{instance}: response is missing or has an invalid field: {detail}")]
+    InvalidResponse { instance: String, detail: String },
+    #[error(transparent)]
+    Http(#[from] HttpError),
+}
+
+impl ProviderError {
+    /// The HTTP status behind this error, when an answer arrived.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            ProviderError::CredentialsRejected { .. } => Some(401),
+            ProviderError::NotFound { .. } => Some(404),
+            ProviderError::Api { status, .. } => Some(*status),
+            ProviderError::Http(HttpError::Unauthorized { .. }) => Some(401),
+            _ => None,
+        }
+    }
+}
+
+/// Why a provider instance could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("provider '{instance}': environment variable {variable} is not set")]
+    MissingEnv { instance: String, variable: String },
+    #[error("provider '{instance}': cannot read secret file {path}: {reason}")]
+    SecretFile {
+        instance: String,
+        path: String,
+        reason: String,
+    },
+    #[error("provider '{instance}': secret in {source_name} is empty")]
+    EmptySecret {
+        instance: String,
+        source_name: String,
+    },
+    #[error("provider '{instance}': {message}")]
+    Invalid { instance: String, message: String },
+}
+
+/// Credentials read from the environment or files, ready for a kind to use.
+pub enum ResolvedAuth {
+    Bearer(Secret),
+    ClientCredentials {
+        client_id: Secret,
+        client_secret: Secret,
+    },
+}
+
+/// What a kind's `connect` function receives.
+pub struct Connect<'a> {
+    pub instance: &'a InstanceConfig,
+    pub auth: ResolvedAuth,
+    pub observer: Arc<dyn RequestObserver>,
+}
+
+/// Resolves an instance's secrets and builds its adapter. Fails early, naming the
+/// instance and the variable or file, when a secret is missing.
+pub fn connect(
+    instance: &InstanceConfig,
+    observer: Arc<dyn RequestObserver>,
+) -> Result<Arc<dyn Provider>, ConnectError> {
+    let auth = match &instance.auth {
+        AuthConfig::Bearer(token) => ResolvedAuth::Bearer(read_secret(&instance.name, token)?),
+        AuthConfig::ClientCredentials {
+            client_id,
+            client_secret,
+        } => ResolvedAuth::ClientCredentials {
+            client_id: read_secret(&instance.name, client_id)?,
+            client_secret: read_secret(&instance.name, client_secret)?,
+        },
+    };
+    (instance.kind.connect)(Connect {
+        instance,
+        auth,
+        observer,
+    })
+}
+
+fn read_secret(instance: &str, source: &SecretSource) -> Result<Secret, ConnectError> {
+    let value = match source {
+        SecretSource::Env(variable) => {
+            std::env::var(variable).map_err(|_| ConnectError::MissingEnv {
+                instance: instance.to_string(),
+                variable: variable.clone(),
+            })?
+        }
+        SecretSource::File(path) => {
+            std::fs::read_to_string(path).map_err(|e| ConnectError::SecretFile {
+                instance: instance.to_string(),
+                path: path.display().to_string(),
+                reason: e.kind().to_string(),
+            })?
+        }
+    };
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(ConnectError::EmptySecret {
+            instance: instance.to_string(),
+            source_name: source.to_string(),
+        });
+    }
+    Ok(Secret::new(value))
+}
+
+impl Connect<'_> {
+    /// Builds the instance's HTTP client from its settings in `providers.yaml`.
+    pub fn http(
+        &self,
+        credentials: Arc<dyn http::Credentials>,
+        headers: reqwest::header::HeaderMap,
+        query: Vec<(String, String)>,
+    ) -> Result<HttpClient, ConnectError> {
+        HttpClient::new(http::HttpConfig {
+            instance: self.instance.name.clone(),
+            base_url: self.instance.base_url.clone(),
+            timeout: self.instance.timeout,
+            max_concurrency: self.instance.max_concurrency,
+            requests_per_second: self.instance.requests_per_second,
+            credentials,
+            headers,
+            query,
+            retry: http::RetryPolicy::default(),
+            observer: self.observer.clone(),
+        })
+        .map_err(|e| ConnectError::Invalid {
+            instance: self.instance.name.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    /// A header value from a setting, rejecting characters a header cannot carry.
+    pub fn header(&self, value: &str) -> Result<reqwest::header::HeaderValue, ConnectError> {
+        reqwest::header::HeaderValue::from_str(value).map_err(|_| ConnectError::Invalid {
+            instance: self.instance.name.clone(),
+            message: format!("{value:?} cannot be sent as an HTTP header"),
+        })
+    }
+}
+
+impl ResolvedAuth {
+    /// The bearer token of a [`AuthStyle::Bearer`] kind.
+    pub fn bearer_ref(&self, instance: &str) -> Result<Secret, ConnectError> {
+        match self {
+            ResolvedAuth::Bearer(token) => Ok(token.clone()),
+            ResolvedAuth::ClientCredentials { .. } => Err(ConnectError::Invalid {
+                instance: instance.to_string(),
+                message: "this kind takes a bearer token, not client credentials".into(),
+            }),
+        }
+    }
+}
+
+/// Runs `f` over `items` with at most `limit` futures in flight, keeping input order.
+pub(crate) async fn bounded<T, F, Fut, R>(items: Vec<T>, limit: usize, f: F) -> Vec<R>
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = R>,
+{
+    use futures::stream::{self, StreamExt};
+    stream::iter(items.into_iter().map(f))
+        .buffered(limit.max(1))
+        .collect()
+        .await
+}

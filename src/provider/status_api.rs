@@ -1,0 +1,158 @@
+//! `status-api`: a self-hosted user directory with a `status` field.
+//! Reads `GET /users?page&per_page`; writes `PATCH /users/{id-or-identifier}`.
+
+use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
+use super::{
+    bounded, AccountObservation, Connect, ConnectError, KindSpec, Observation, ObservedAccount,
+    Provider, ProviderError, Setting, WriteAccess, WriteOutcome,
+};
+use crate::plan::Change;
+use crate::status::Status;
+use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+pub static KIND: KindSpec = KindSpec {
+    name: "status-api",
+    statuses: &["active", "inactive", "onboarding", "suspended", "risky"],
+    auth: super::AuthStyle::Bearer,
+    settings: &[Setting {
+        key: "api_version",
+        required: false,
+    }],
+    connect,
+};
+
+const PAGE_SIZE: usize = 100;
+
+fn connect(cx: Connect) -> Result<Arc<dyn Provider>, ConnectError> {
+    let name = &cx.instance.name;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "x-api-version",
+        cx.header(cx.instance.setting("api_version").unwrap_or("v1"))?,
+    );
+    let token = BearerToken(cx.auth.bearer_ref(name)?);
+    let http = cx.http(Arc::new(token), headers, Vec::new())?;
+    Ok(Arc::new(StatusApi { http }))
+}
+
+struct StatusApi {
+    http: HttpClient,
+}
+
+#[derive(Deserialize)]
+struct Page {
+    data: Vec<User>,
+    total: usize,
+}
+
+#[derive(Deserialize)]
+struct User {
+    id: String,
+    #[serde(default)]
+    identifier: Option<String>,
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    message: String,
+}
+
+impl StatusApi {
+    fn instance(&self) -> &str {
+        self.http.instance()
+    }
+
+    async fn page(&self, page: usize) -> Result<Page, ProviderError> {
+        let response = self
+            .http
+            .read(
+                ApiRequest::get(&["users"])
+                    .query("page", page)
+                    .query("per_page", PAGE_SIZE),
+            )
+            .await?;
+        self.expect_success(&response, "users")?;
+        response.json(self.instance())
+    }
+
+    fn expect_success(&self, response: &ApiResponse, account: &str) -> Result<(), ProviderError> {
+        if response.is_success() {
+            return Ok(());
+        }
+        let status = response.status.as_u16();
+        if status == 404 {
+            return Err(ProviderError::NotFound {
+                instance: self.instance().to_string(),
+                account: account.to_string(),
+            });
+        }
+        let message = match serde_json::from_slice::<ErrorBody>(&response.body) {
+            Ok(body) => format!("{}: {}", body.error.code, body.error.message),
+            Err(_) => response.text_snippet(),
+        };
+        Err(ProviderError::Api {
+            instance: self.instance().to_string(),
+            status,
+            message,
+        })
+    }
+}
+
+#[async_trait]
+impl Provider for StatusApi {
+    async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
+        let first = self.page(1).await?;
+        let pages = first.total.div_ceil(PAGE_SIZE).max(1);
+        let mut users = first.data;
+        let rest = bounded((2..=pages).collect(), 4, |page| self.page(page)).await;
+        for page in rest {
+            users.extend(page?.data);
+        }
+        let wanted: HashSet<&str> = accounts.iter().map(String::as_str).collect();
+        let mut observation = Observation {
+            accounts: HashMap::with_capacity(accounts.len()),
+        };
+        for user in users {
+            let status = Status::new(user.status);
+            for key in std::iter::once(user.id.as_str()).chain(user.identifier.as_deref()) {
+                if wanted.contains(key) {
+                    observation.accounts.insert(
+                        key.to_string(),
+                        AccountObservation::Found(ObservedAccount::new(status.clone())),
+                    );
+                }
+            }
+        }
+        Ok(observation)
+    }
+
+    async fn set_status(
+        &self,
+        access: &WriteAccess,
+        change: &Change,
+    ) -> Result<WriteOutcome, ProviderError> {
+        let mut body = json!({ "status": change.to.as_str() });
+        if let Some(reason) = &change.reason {
+            body["review_comment"] = json!(reason);
+        }
+        let request = ApiRequest::new(Method::PATCH, &["users", &change.account_id]).json(body);
+        let response = self.http.write(access, request).await?;
+        self.expect_success(&response, &change.account_id)?;
+        Ok(WriteOutcome::Applied {
+            http_status: response.status.as_u16(),
+        })
+    }
+}
