@@ -3,8 +3,8 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    bounded, AccountObservation, Connect, ConnectError, KindSpec, Observation, ObservedAccount,
-    Provider, ProviderError, Setting, WriteAccess, WriteOutcome,
+    api_error, offset_pages, AccountObservation, Connect, ConnectError, KindSpec, Observation,
+    ObservedAccount, Provider, ProviderError, Setting, WriteAccess, WriteOutcome,
 };
 use crate::plan::Change;
 use crate::status::Status;
@@ -75,52 +75,37 @@ impl StatusApi {
         self.http.instance()
     }
 
-    async fn page(&self, page: usize) -> Result<Page, ProviderError> {
-        let response = self
-            .http
-            .read(
-                ApiRequest::get(&["users"])
-                    .query("page", page)
-                    .query("per_page", PAGE_SIZE),
-            )
-            .await?;
+    /// One list page, addressed by offset so the shared pager can drive it.
+    async fn page(
+        &self,
+        offset: usize,
+        per_page: usize,
+    ) -> Result<(Vec<User>, usize), ProviderError> {
+        let page = offset / per_page.max(1) + 1;
+        let request = ApiRequest::get(&["users"])
+            .query("page", page)
+            .query("per_page", per_page);
+        let response = self.http.read(request).await?;
         self.expect_success(&response, "users")?;
-        response.json(self.instance())
+        let page: Page = response.json(self.instance())?;
+        Ok((page.data, page.total))
     }
 
     fn expect_success(&self, response: &ApiResponse, account: &str) -> Result<(), ProviderError> {
         if response.is_success() {
             return Ok(());
         }
-        let status = response.status.as_u16();
-        if status == 404 {
-            return Err(ProviderError::NotFound {
-                instance: self.instance().to_string(),
-                account: account.to_string(),
-            });
-        }
-        let message = match serde_json::from_slice::<ErrorBody>(&response.body) {
-            Ok(body) => format!("{}: {}", body.error.code, body.error.message),
-            Err(_) => response.text_snippet(),
-        };
-        Err(ProviderError::Api {
-            instance: self.instance().to_string(),
-            status,
-            message,
-        })
+        Err(api_error(self.instance(), response, account, |body| {
+            let body: ErrorBody = serde_json::from_slice(body).ok()?;
+            Some(format!("{}: {}", body.error.code, body.error.message))
+        }))
     }
 }
 
 #[async_trait]
 impl Provider for StatusApi {
     async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
-        let first = self.page(1).await?;
-        let pages = first.total.div_ceil(PAGE_SIZE).max(1);
-        let mut users = first.data;
-        let rest = bounded((2..=pages).collect(), 4, |page| self.page(page)).await;
-        for page in rest {
-            users.extend(page?.data);
-        }
+        let users = offset_pages(PAGE_SIZE, |offset, limit| self.page(offset, limit)).await?;
         let wanted: HashSet<&str> = accounts.iter().map(String::as_str).collect();
         let mut observation = Observation {
             accounts: HashMap::with_capacity(accounts.len()),

@@ -3,8 +3,8 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    AccountObservation, Connect, ConnectError, KindSpec, Observation, ObservedAccount, Provider,
-    ProviderError, Refusal, RefusalScope, Setting, WriteAccess, WriteOutcome,
+    api_error, AccountObservation, Connect, ConnectError, KindSpec, Observation, ObservedAccount,
+    Provider, ProviderError, Refusal, RefusalScope, Setting, WriteAccess, WriteOutcome,
 };
 use crate::plan::Change;
 use crate::status::Status;
@@ -77,28 +77,19 @@ impl SuspendApi {
     }
 
     fn error(&self, response: &ApiResponse, account: &str) -> ProviderError {
-        let status = response.status.as_u16();
-        if status == 404 {
-            return ProviderError::NotFound {
-                instance: self.instance().to_string(),
-                account: account.to_string(),
-            };
-        }
-        let message = match serde_json::from_slice::<ErrorBody>(&response.body) {
-            Ok(body) if body.notices.is_empty() => format!("{}: {}", body.code, body.message),
-            Ok(body) => format!(
-                "{}: {} (notices: {})",
-                body.code,
-                body.message,
-                body.notices.join("; ")
-            ),
-            Err(_) => response.text_snippet(),
-        };
-        ProviderError::Api {
-            instance: self.instance().to_string(),
-            status,
-            message,
-        }
+        api_error(self.instance(), response, account, |body| {
+            let body: ErrorBody = serde_json::from_slice(body).ok()?;
+            Some(if body.notices.is_empty() {
+                format!("{}: {}", body.code, body.message)
+            } else {
+                format!(
+                    "{}: {} (notices: {})",
+                    body.code,
+                    body.message,
+                    body.notices.join("; ")
+                )
+            })
+        })
     }
 }
 
@@ -172,16 +163,16 @@ impl Provider for SuspendApi {
         if response.is_success() {
             return Ok(WriteOutcome::Applied { http_status });
         }
-        if http_status == 403 && error_code(&response).as_deref() != Some("tenant_mismatch") {
-            if let ProviderError::Api { message, .. } = self.error(&response, &change.account_id) {
-                if !change.to.is_active() {
-                    return Ok(WriteOutcome::Refused {
-                        http_status,
-                        reason: message,
-                    });
-                }
-            }
+        let error = self.error(&response, &change.account_id);
+        let known_refusal = http_status == 403
+            && !change.to.is_active()
+            && error_code(&response).as_deref() != Some("tenant_mismatch");
+        match error {
+            ProviderError::Api { message, .. } if known_refusal => Ok(WriteOutcome::Refused {
+                http_status,
+                reason: message,
+            }),
+            error => Err(error),
         }
-        Err(self.error(&response, &change.account_id))
     }
 }
