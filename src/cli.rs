@@ -44,6 +44,35 @@ pub enum Command {
     Plan(PlanArgs),
     /// One reconcile pass, then a summary. Exit 0 converged, 1 error, 3 guard refused.
     Apply(ApplyArgs),
+    /// Start simulators for every provider kind on loopback, then plan, apply, plan again.
+    Demo,
+    /// Run one built-in provider simulator on loopback, for trying Roster by hand.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// Provider kind: atlan, zitadel, acronis, status-api or suspend-api.
+    #[arg(long)]
+    pub kind: String,
+    /// Generate this many users (ignored with --fixture).
+    #[arg(long, default_value_t = 100)]
+    pub users: usize,
+    /// Load users from a YAML or JSON file instead of generating them.
+    #[arg(long, value_name = "FILE")]
+    pub fixture: Option<PathBuf>,
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// The bearer token (acronis: the client secret) the simulator accepts.
+    #[arg(long, default_value = "sim-token")]
+    pub token: String,
+    /// Seed of the generated users.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The most records one list page returns.
+    #[arg(long, default_value_t = 100)]
+    pub page_size: usize,
 }
 
 #[derive(Args, Debug)]
@@ -94,6 +123,12 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Validate(args) => Ok(validate(&args.dir)),
         Command::Plan(args) => runtime()?.block_on(plan(args)),
         Command::Apply(args) => runtime()?.block_on(apply(args)),
+        Command::Demo => {
+            let text = runtime()?.block_on(crate::demo::run())?;
+            print(&text)?;
+            Ok(0)
+        }
+        Command::Simulate(args) => runtime()?.block_on(simulate(args)),
     }
 }
 
@@ -218,4 +253,40 @@ async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
     let summary = apply::apply(&plan, &desired, &providers, &options, audit.as_ref()).await;
     print(&report::render_apply(&summary, args.format))?;
     Ok(summary.exit_code() as u8)
+}
+
+async fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
+    use crate::simulator::{self, SimConfig, SimKind, SimUser};
+    let kind = SimKind::parse(&args.kind).ok_or_else(|| {
+        let names: Vec<&str> = SimKind::ALL.iter().map(|k| k.name()).collect();
+        anyhow!(
+            "--kind {}: unknown kind; use one of {}",
+            args.kind,
+            names.join(", ")
+        )
+    })?;
+    let users = match &args.fixture {
+        Some(path) => simulator::load_fixture(path)?,
+        None => SimUser::generate(kind, args.users, args.seed),
+    };
+    let mut config = SimConfig::new(kind, users);
+    config.token = args.token;
+    config.page_size_max = args.page_size.max(1);
+    let listener = std::net::TcpListener::bind(("127.0.0.1", args.port))
+        .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+    let addr = listener.local_addr()?;
+    drop(listener);
+    eprintln!(
+        "simulating {} with {} users on http://{addr} (token: {}, tenant_id: {}, acronis client_id: {}); Ctrl-C stops",
+        kind.name(),
+        config.users.len(),
+        config.token,
+        config.tenant_id,
+        config.client_id
+    );
+    tokio::select! {
+        result = simulator::serve_forever(config, addr) => result?,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(0)
 }

@@ -7,10 +7,12 @@
 pub mod apply;
 pub mod audit;
 pub mod cli;
+pub mod demo;
 pub mod desired;
 pub mod plan;
 pub mod provider;
 pub mod reconcile;
 pub mod report;
 pub mod secret;
+pub mod simulator;
 pub mod status;

@@ -14,7 +14,7 @@ pub struct FileReader<'a> {
 impl FileReader<'_> {
     /// Where a node starts. A mapping's own span starts at its first value, so a
     /// mapping is located at its first key, where a reader looks for it.
-    pub fn start<'n>(node: &'n Node) -> &'n Span {
+    pub fn start(node: &Node) -> &Span {
         match node {
             Node::Mapping(map) => map.keys().next().map(|k| k.span()).unwrap_or(map.span()),
             other => other.span(),
