@@ -173,11 +173,7 @@ fn validate(dir: &Path) -> u8 {
         }
         Err(invalid) => {
             eprintln!("{invalid}");
-            eprintln!(
-                "{}: invalid ({} problems)",
-                dir.display(),
-                invalid.problems.len()
-            );
+            eprintln!("{}: invalid ({})", dir.display(), invalid.count_text());
             1
         }
     }
@@ -187,9 +183,9 @@ fn validate(dir: &Path) -> u8 {
 fn prepare(folder: &FolderArgs) -> anyhow::Result<(DesiredState, Providers)> {
     let desired = desired::load(&folder.dir).map_err(|invalid| {
         anyhow!(
-            "{invalid}\n{}: invalid ({} problems); nothing was read or changed",
+            "{invalid}\n{}: invalid ({}); nothing was read or changed",
             folder.dir.display(),
-            invalid.problems.len()
+            invalid.count_text()
         )
     })?;
     let selected = reconcile::select(&desired, &folder.providers)?;

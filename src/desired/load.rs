@@ -41,7 +41,9 @@ pub fn load(root: &Path) -> Result<DesiredState, InvalidFolder> {
     let mut problems = Vec::new();
     let display_root = root.to_string_lossy().trim_end_matches('/').to_string();
     let display = |relative: &Path| {
-        if display_root.is_empty() || display_root == "." {
+        if relative.as_os_str().is_empty() {
+            display_root.clone()
+        } else if display_root.is_empty() || display_root == "." {
             relative.display().to_string()
         } else {
             format!("{display_root}/{}", relative.display())
