@@ -25,7 +25,12 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
@@ -42,7 +47,10 @@ pub fn user(id: &str, status: &str) -> SimUser {
 
 /// The environment variable that holds an instance's token in these tests.
 pub fn token_var(instance: &str) -> String {
-    format!("ROSTER_TEST_{}_TOKEN", instance.to_uppercase().replace('-', "_"))
+    format!(
+        "ROSTER_TEST_{}_TOKEN",
+        instance.to_uppercase().replace('-', "_")
+    )
 }
 
 impl World {
@@ -64,19 +72,33 @@ impl World {
     /// `extra` is added to the instance's YAML (e.g. `"    max_changes: 2\n"`).
     pub async fn add(&mut self, name: &str, config: SimConfig, extra: &str) -> &Simulator {
         let kind = config.kind;
-        let sim = Simulator::start(config.clone()).await.expect("simulator starts");
-        let mut yaml = format!("  {name}:\n    kind: {}\n    base_url: {}\n", kind.name(), sim.base_url());
+        let sim = Simulator::start(config.clone())
+            .await
+            .expect("simulator starts");
+        let mut yaml = format!(
+            "  {name}:\n    kind: {}\n    base_url: {}\n",
+            kind.name(),
+            sim.base_url()
+        );
         match kind {
             SimKind::Acronis => {
                 let id_var = format!("{}_ID", token_var(name));
-                yaml.push_str(&format!("    auth: {{ client_id_env: {id_var}, client_secret_env: {} }}\n", token_var(name)));
+                yaml.push_str(&format!(
+                    "    auth: {{ client_id_env: {id_var}, client_secret_env: {} }}\n",
+                    token_var(name)
+                ));
                 self.env.insert(id_var, config.client_id.clone());
             }
-            _ => yaml.push_str(&format!("    auth: {{ bearer_token_env: {} }}\n", token_var(name))),
+            _ => yaml.push_str(&format!(
+                "    auth: {{ bearer_token_env: {} }}\n",
+                token_var(name)
+            )),
         }
         match kind {
             SimKind::SuspendApi => yaml.push_str(&format!("    tenant_id: {}\n", config.tenant_id)),
-            SimKind::StatusApi => yaml.push_str(&format!("    api_version: {}\n", config.api_version)),
+            SimKind::StatusApi => {
+                yaml.push_str(&format!("    api_version: {}\n", config.api_version))
+            }
             SimKind::Zitadel => {
                 if let Some(org) = &config.organization_id {
                     yaml.push_str(&format!("    organization_id: \"{org}\"\n"));
@@ -101,7 +123,10 @@ impl World {
     }
 
     pub fn write_providers(&self) {
-        let text = format!("providers:\n{}", self.instances.values().cloned().collect::<String>());
+        let text = format!(
+            "providers:\n{}",
+            self.instances.values().cloned().collect::<String>()
+        );
         self.write("providers.yaml", &text);
     }
 
