@@ -116,11 +116,44 @@ pub struct ApplyArgs {
     pub audit_log: Option<PathBuf>,
 }
 
-/// Runs the parsed command and returns the process exit code.
-pub fn run(cli: Cli) -> anyhow::Result<u8> {
+/// Runs the parsed command and returns the process exit code; an error is printed to
+/// stderr in the chosen log format and exits 1.
+pub fn execute(cli: Cli) -> u8 {
+    let format = cli.log_format;
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            say(format, "error: ", &format!("{error:#}"));
+            1
+        }
+    }
+}
+
+/// Writes an error for people to stderr: as text, `text_prefix` before the first line;
+/// with `--log-format json`, one JSON object per line, so log shippers never see a
+/// stray plain line.
+fn say(format: LogFormat, text_prefix: &str, message: &str) {
+    for (i, line) in message.lines().enumerate() {
+        match format {
+            LogFormat::Text if i == 0 => eprintln!("{text_prefix}{line}"),
+            LogFormat::Text => eprintln!("{line}"),
+            LogFormat::Json => eprintln!(
+                "{}",
+                serde_json::json!({
+                    "timestamp": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+                    "level": "ERROR",
+                    "message": line,
+                    "target": "roster",
+                })
+            ),
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
     init_logging(cli.verbose, cli.log_format, false);
     match cli.command {
-        Command::Validate(args) => Ok(validate(&args.dir)),
+        Command::Validate(args) => Ok(validate(&args.dir, cli.log_format)),
         Command::Plan(args) => runtime()?.block_on(plan(args)),
         Command::Apply(args) => runtime()?.block_on(apply(args)),
         Command::Demo => {
@@ -159,7 +192,7 @@ pub fn init_logging(verbose: u8, format: LogFormat, daemon: bool) {
     };
 }
 
-fn validate(dir: &Path) -> u8 {
+fn validate(dir: &Path, format: LogFormat) -> u8 {
     match desired::load(dir) {
         Ok(state) => {
             println!(
@@ -172,8 +205,14 @@ fn validate(dir: &Path) -> u8 {
             0
         }
         Err(invalid) => {
-            eprintln!("{invalid}");
-            eprintln!("{}: invalid ({})", dir.display(), invalid.count_text());
+            for problem in &invalid.problems {
+                say(format, "", &problem.to_string());
+            }
+            say(
+                format,
+                "error: ",
+                &format!("{}: invalid ({})", dir.display(), invalid.count_text()),
+            );
             1
         }
     }

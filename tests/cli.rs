@@ -114,7 +114,7 @@ async fn validate_reports_every_error_with_its_position_without_any_request() {
             "desired-state/people/broken.yaml:5:7: unknown provider instance 'helpdsk' for user 'erin' (did you mean 'helpdesk'?)",
             "desired-state/people/broken.yaml:9:7: status 'suspended' (the default of user 'bob') cannot be set at 'portal' (kind suspend-api); it accepts: active, inactive",
             "desired-state/people/team.yaml:7:11: user name 'bob' is already used at desired-state/people/broken.yaml:6:11; names must be unique across the folder",
-            "desired-state: invalid (4 problems)",
+            "error: desired-state: invalid (4 problems)",
         ]
     );
     assert_eq!(world.request_count(), 0);

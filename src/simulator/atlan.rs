@@ -78,11 +78,11 @@ impl Atlan {
             }
         };
         let store = sim.store();
-        let mut users: Vec<&StoredUser> = store.all().iter().collect();
-        users.sort_by(|a, b| a.user.name.cmp(&b.user.name));
-        if descending {
-            users.reverse();
-        }
+        let users: Vec<&StoredUser> = if descending {
+            store.sorted_by_name().rev().collect()
+        } else {
+            store.sorted_by_name().collect()
+        };
         let range = page_range(users.len(), offset, limit);
         let records: Vec<Value> = users[range].iter().map(|u| render(u)).collect();
         Reply::ok(&json!({

@@ -22,6 +22,7 @@ const DEFAULT_ORG: &str = "100000000000000001";
 
 /// gRPC status codes used in error bodies.
 mod grpc {
+    pub const UNKNOWN: u16 = 2;
     pub const INVALID_ARGUMENT: u16 = 3;
     pub const NOT_FOUND: u16 = 5;
     pub const PERMISSION_DENIED: u16 = 7;
@@ -30,7 +31,6 @@ mod grpc {
     pub const INTERNAL: u16 = 13;
     pub const UNAVAILABLE: u16 = 14;
     pub const UNAUTHENTICATED: u16 = 16;
-    pub const UNKNOWN: u16 = 2;
 }
 
 impl KindApi for Zitadel {
@@ -78,7 +78,7 @@ impl KindApi for Zitadel {
         if !sim.bearer_ok(req) {
             return Err(self.error(
                 StatusCode::UNAUTHORIZED,
-                "Errors.Token.Invalid (AUTH-7fs1e)",
+                "Errors.Token.Invalid: missing or invalid bearer token",
             ));
         }
         match &sim.config.organization_id {
@@ -166,6 +166,7 @@ impl Zitadel {
             ("active", "inactive") => None,
             ("active", _) => Some("Errors.User.NotInactive: user is not deactivated"),
             (_, "locked") => Some("Errors.User.Locked: user is locked; unlock it first"),
+            (_, "initial") => Some("Errors.User.CantDeactivateInitial: user is not set up yet"),
             _ => None,
         };
         if let Some(message) = refusal {
