@@ -6,8 +6,8 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    api_error, offset_pages, AccountObservation, Connect, ConnectError, KindSpec, Observation,
-    ObservedAccount, Provider, ProviderError, Refusal, RefusalScope, WriteAccess, WriteOutcome,
+    api_error, offset_pages, Connect, ConnectError, KindSpec, Observation, ObservedAccount,
+    Provider, ProviderError, Refusal, RefusalScope, WriteAccess, WriteOutcome,
 };
 use crate::plan::Change;
 use crate::status::Status;
@@ -16,7 +16,6 @@ use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub static KIND: KindSpec = KindSpec {
@@ -121,16 +120,8 @@ fn observed(user: &User) -> ObservedAccount {
 impl Provider for Atlan {
     async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
         let users = offset_pages(PAGE_SIZE, |offset, limit| self.page(offset, limit)).await?;
-        let wanted: HashSet<&str> = accounts.iter().map(String::as_str).collect();
-        let mut observation = Observation {
-            accounts: HashMap::with_capacity(accounts.len()),
-        };
-        for user in users.iter().filter(|u| wanted.contains(u.id.as_str())) {
-            observation
-                .accounts
-                .insert(user.id.clone(), AccountObservation::Found(observed(user)));
-        }
-        Ok(observation)
+        let listed = users.iter().map(|user| (user.id.clone(), observed(user)));
+        Ok(Observation::of_listed(accounts, listed))
     }
 
     async fn set_status(

@@ -18,7 +18,7 @@ use crate::plan::Change;
 use crate::secret::Secret;
 use crate::status::Status;
 use async_trait::async_trait;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub use http::{HttpClient, HttpError, RequestObserver, WriteAccess};
@@ -90,6 +90,23 @@ pub struct ObservedAccount {
     pub refusal: Option<Refusal>,
     /// An opaque revision the write must carry (Acronis `version`); never invented.
     pub revision: Option<u64>,
+}
+
+impl Observation {
+    /// Builds the observation of `accounts` from everything a provider listed, as
+    /// `(key, account)` pairs; listed accounts nobody asked for are dropped.
+    pub fn of_listed(
+        accounts: &[String],
+        listed: impl IntoIterator<Item = (String, ObservedAccount)>,
+    ) -> Self {
+        let wanted: HashSet<&str> = accounts.iter().map(String::as_str).collect();
+        let accounts = listed
+            .into_iter()
+            .filter(|(key, _)| wanted.contains(key.as_str()))
+            .map(|(key, account)| (key, AccountObservation::Found(account)))
+            .collect();
+        Observation { accounts }
+    }
 }
 
 impl ObservedAccount {

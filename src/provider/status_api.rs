@@ -3,8 +3,8 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    api_error, offset_pages, AccountObservation, Connect, ConnectError, KindSpec, Observation,
-    ObservedAccount, Provider, ProviderError, Setting, WriteAccess, WriteOutcome,
+    api_error, offset_pages, Connect, ConnectError, KindSpec, Observation, ObservedAccount,
+    Provider, ProviderError, Setting, WriteAccess, WriteOutcome,
 };
 use crate::plan::Change;
 use crate::status::Status;
@@ -13,7 +13,6 @@ use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub static KIND: KindSpec = KindSpec {
@@ -106,22 +105,15 @@ impl StatusApi {
 impl Provider for StatusApi {
     async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
         let users = offset_pages(PAGE_SIZE, |offset, limit| self.page(offset, limit)).await?;
-        let wanted: HashSet<&str> = accounts.iter().map(String::as_str).collect();
-        let mut observation = Observation {
-            accounts: HashMap::with_capacity(accounts.len()),
-        };
-        for user in users {
-            let status = Status::new(user.status);
-            for key in std::iter::once(user.id.as_str()).chain(user.identifier.as_deref()) {
-                if wanted.contains(key) {
-                    observation.accounts.insert(
-                        key.to_string(),
-                        AccountObservation::Found(ObservedAccount::new(status.clone())),
-                    );
-                }
-            }
-        }
-        Ok(observation)
+        // An account may be named by its uuid or by its identifier: list it under both.
+        let listed = users.into_iter().flat_map(|user| {
+            let account = ObservedAccount::new(Status::new(user.status));
+            let by_identifier = user
+                .identifier
+                .map(|identifier| (identifier, account.clone()));
+            std::iter::once((user.id, account)).chain(by_identifier)
+        });
+        Ok(Observation::of_listed(accounts, listed))
     }
 
     async fn set_status(

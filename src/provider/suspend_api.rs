@@ -3,8 +3,8 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    api_error, AccountObservation, Connect, ConnectError, KindSpec, Observation, ObservedAccount,
-    Provider, ProviderError, Refusal, RefusalScope, Setting, WriteAccess, WriteOutcome,
+    api_error, Connect, ConnectError, KindSpec, Observation, ObservedAccount, Provider,
+    ProviderError, Refusal, RefusalScope, Setting, WriteAccess, WriteOutcome,
 };
 use crate::plan::Change;
 use crate::status::Status;
@@ -13,7 +13,6 @@ use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub static KIND: KindSpec = KindSpec {
@@ -102,10 +101,7 @@ fn error_code(response: &ApiResponse) -> Option<String> {
 #[async_trait]
 impl Provider for SuspendApi {
     async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
-        let wanted: HashSet<&str> = accounts.iter().map(String::as_str).collect();
-        let mut observation = Observation {
-            accounts: HashMap::with_capacity(accounts.len()),
-        };
+        let mut listed = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
             let mut request = ApiRequest::get(&["v1", "users"]).query("limit", PAGE_SIZE);
@@ -118,25 +114,21 @@ impl Provider for SuspendApi {
                 return Err(self.error(&response, "users"));
             }
             let page: Page = response.json(self.instance())?;
-            for user in page.data {
-                if wanted.contains(user.id.as_str()) {
-                    let status = if user.active {
-                        Status::active()
-                    } else {
-                        Status::inactive()
-                    };
-                    let mut account = ObservedAccount::new(status);
-                    if user.is_owner {
-                        account.refusal = Some(Refusal {
-                            applies_to: RefusalScope::Deactivation,
-                            reason: OWNER_REASON.to_string(),
-                        });
-                    }
-                    observation
-                        .accounts
-                        .insert(user.id, AccountObservation::Found(account));
+            listed.extend(page.data.into_iter().map(|user| {
+                let status = if user.active {
+                    Status::active()
+                } else {
+                    Status::inactive()
+                };
+                let mut account = ObservedAccount::new(status);
+                if user.is_owner {
+                    account.refusal = Some(Refusal {
+                        applies_to: RefusalScope::Deactivation,
+                        reason: OWNER_REASON.to_string(),
+                    });
                 }
-            }
+                (user.id, account)
+            }));
             match page.next_cursor {
                 Some(next) if !next.is_empty() && cursor.as_deref() != Some(next.as_str()) => {
                     cursor = Some(next)
@@ -144,7 +136,7 @@ impl Provider for SuspendApi {
                 _ => break,
             }
         }
-        Ok(observation)
+        Ok(Observation::of_listed(accounts, listed))
     }
 
     async fn set_status(

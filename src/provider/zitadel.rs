@@ -7,9 +7,8 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    api_error, offset_pages, AccountObservation, Connect, ConnectError, KindSpec, Observation,
-    ObservedAccount, Provider, ProviderError, Refusal, RefusalScope, Setting, WriteAccess,
-    WriteOutcome,
+    api_error, offset_pages, Connect, ConnectError, KindSpec, Observation, ObservedAccount,
+    Provider, ProviderError, Refusal, RefusalScope, Setting, WriteAccess, WriteOutcome,
 };
 use crate::plan::Change;
 use crate::status::Status;
@@ -18,7 +17,6 @@ use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub static KIND: KindSpec = KindSpec {
@@ -171,17 +169,11 @@ fn observed(state: &str) -> ObservedAccount {
 impl Provider for Zitadel {
     async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
         let users = offset_pages(PAGE_SIZE, |offset, limit| self.page(offset, limit)).await?;
-        let wanted: HashSet<&str> = accounts.iter().map(String::as_str).collect();
-        let mut observation = Observation {
-            accounts: HashMap::with_capacity(accounts.len()),
-        };
-        for user in users.into_iter().filter(|u| wanted.contains(u.id.as_str())) {
+        let listed = users.into_iter().map(|user| {
             let account = observed(&user.state);
-            observation
-                .accounts
-                .insert(user.id, AccountObservation::Found(account));
-        }
-        Ok(observation)
+            (user.id, account)
+        });
+        Ok(Observation::of_listed(accounts, listed))
     }
 
     async fn set_status(
