@@ -2,7 +2,9 @@
 //! credentials. Reads `GET /api/2/users?uuids=...` (100 ids a call); writes
 //! `PUT /api/2/users/{id} {"enabled", "version"}` with optimistic concurrency.
 
-use super::http::{ApiRequest, ApiResponse, Credentials, HttpClient, HttpError};
+use super::http::{
+    retry_after, ApiRequest, ApiResponse, Credentials, HttpClient, HttpError, RetryPolicy,
+};
 use super::{
     api_error, bounded, AccountObservation, Connect, ConnectError, KindSpec, Observation,
     ObservedAccount, Provider, ProviderError, ResolvedAuth, WriteAccess, WriteOutcome,
@@ -31,7 +33,8 @@ pub static KIND: KindSpec = KindSpec {
 
 /// The most ids one batch read may carry.
 const BATCH: usize = 100;
-/// A token is renewed this long before `expires_on`.
+/// A token is renewed this long before `expires_on` (or, for a token issued for less than
+/// twice this, halfway through its life).
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 fn connect(cx: Connect) -> Result<Arc<dyn Provider>, ConnectError> {
@@ -75,6 +78,7 @@ struct TokenSource {
     token_url: Url,
     client_id: Secret,
     client_secret: Secret,
+    /// The token and when to renew it.
     current: Mutex<Option<(Secret, SystemTime)>>,
     fetched: AtomicU64,
 }
@@ -85,6 +89,16 @@ struct TokenResponse {
     expires_on: u64,
 }
 
+/// Why one token request did not give a token.
+enum TokenAttempt {
+    /// Worth another attempt, after `wait` (`Retry-After`) or a backoff.
+    Retry {
+        wait: Option<Duration>,
+        reason: String,
+    },
+    Fatal(HttpError),
+}
+
 impl TokenSource {
     fn error(&self, reason: impl Into<String>) -> HttpError {
         HttpError::Token {
@@ -93,7 +107,35 @@ impl TokenSource {
         }
     }
 
+    /// Fetches a token, waiting out 429 and 503 (`Retry-After`) and retrying other 5xx
+    /// answers and transport errors with backoff, as every other request does.
     async fn fetch(&self, client: &reqwest::Client) -> Result<(Secret, SystemTime), HttpError> {
+        let policy = RetryPolicy::default();
+        let mut attempt: u32 = 0;
+        loop {
+            let (wait, reason) = match self.fetch_once(client).await {
+                Ok(token) => return Ok(token),
+                Err(TokenAttempt::Fatal(error)) => return Err(error),
+                Err(TokenAttempt::Retry { wait, reason }) => (wait, reason),
+            };
+            if attempt >= policy.max_retries {
+                return Err(
+                    self.error(format!("{reason} (gave up after {} attempts)", attempt + 1))
+                );
+            }
+            let wait = wait
+                .map(|d| d.min(policy.max_retry_after))
+                .unwrap_or_else(|| policy.backoff(attempt));
+            attempt += 1;
+            tracing::debug!(instance = %self.instance, attempt, delay_ms = wait.as_millis() as u64, %reason, "retrying the token request");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn fetch_once(
+        &self,
+        client: &reqwest::Client,
+    ) -> Result<(Secret, SystemTime), TokenAttempt> {
         self.fetched.fetch_add(1, Ordering::Relaxed);
         let response = client
             .post(self.token_url.clone())
@@ -103,37 +145,55 @@ impl TokenSource {
             .body("grant_type=client_credentials")
             .send()
             .await
-            .map_err(|e| {
-                self.error(format!(
+            .map_err(|e| TokenAttempt::Retry {
+                wait: None,
+                reason: format!(
                     "token request failed: {}",
                     if e.is_timeout() {
                         "timed out"
                     } else {
                         "connection error"
                     }
-                ))
+                ),
             })?;
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-            return Err(self.error(format!(
+            return Err(TokenAttempt::Fatal(self.error(format!(
                 "client credentials rejected by the token endpoint (HTTP {})",
                 status.as_u16()
-            )));
+            ))));
         }
         if !status.is_success() {
-            return Err(self.error(format!("token endpoint answered HTTP {}", status.as_u16())));
+            let reason = format!("token endpoint answered HTTP {}", status.as_u16());
+            return Err(
+                if status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                    || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+                {
+                    TokenAttempt::Retry {
+                        wait: retry_after(response.headers()),
+                        reason,
+                    }
+                } else if status.is_server_error() {
+                    TokenAttempt::Retry { wait: None, reason }
+                } else {
+                    TokenAttempt::Fatal(self.error(reason))
+                },
+            );
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|_| self.error("token response was cut off"))?;
-        let token: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|e| self.error(format!("token response is missing a field: {e}")))?;
+        let body = response.bytes().await.map_err(|_| TokenAttempt::Retry {
+            wait: None,
+            reason: "token response was cut off".to_string(),
+        })?;
+        let token: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            TokenAttempt::Fatal(self.error(format!("token response is missing a field: {e}")))
+        })?;
         tracing::debug!(instance = %self.instance, expires_on = token.expires_on, "fetched access token");
-        Ok((
-            Secret::new(token.access_token),
-            UNIX_EPOCH + Duration::from_secs(token.expires_on),
-        ))
+        let now = SystemTime::now();
+        let lifetime = (UNIX_EPOCH + Duration::from_secs(token.expires_on))
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO);
+        let renew_at = now + lifetime - REFRESH_MARGIN.min(lifetime / 2);
+        Ok((Secret::new(token.access_token), renew_at))
     }
 }
 
@@ -143,7 +203,7 @@ impl Credentials for TokenSource {
         let mut current = self.current.lock().await;
         let fresh = current
             .as_ref()
-            .is_some_and(|(_, expires)| SystemTime::now() + REFRESH_MARGIN < *expires);
+            .is_some_and(|(_, renew_at)| SystemTime::now() < *renew_at);
         if !fresh {
             *current = Some(self.fetch(client).await?);
         }
@@ -151,8 +211,17 @@ impl Credentials for TokenSource {
         Ok(Secret::new(format!("Bearer {}", token.expose())))
     }
 
-    async fn rejected(&self) -> bool {
-        *self.current.lock().await = None;
+    async fn rejected(&self, authorization: &Secret) -> bool {
+        let mut current = self.current.lock().await;
+        // Concurrent requests rejected with the same token share one new token: only the
+        // first drops it; the others find a newer one already in place.
+        let rejected = authorization.expose().strip_prefix("Bearer ");
+        if current
+            .as_ref()
+            .is_some_and(|(token, _)| Some(token.expose()) == rejected)
+        {
+            *current = None;
+        }
         true
     }
 }

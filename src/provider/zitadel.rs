@@ -30,7 +30,8 @@ pub static KIND: KindSpec = KindSpec {
     connect,
 };
 
-const PAGE_SIZE: usize = 100;
+/// The largest page ZITADEL serves; servers that grant less are paged by what they grant.
+const PAGE_SIZE: usize = 1000;
 const USERS: &[&str] = &["resources", "v3alpha", "users"];
 /// gRPC's FAILED_PRECONDITION, as ZITADEL writes it in error bodies.
 const FAILED_PRECONDITION: i64 = 9;
