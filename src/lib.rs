@@ -14,4 +14,5 @@ pub mod provider;
 pub mod reconcile;
 pub mod report;
 pub mod secret;
+pub mod simulator;
 pub mod status;
