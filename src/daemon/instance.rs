@@ -296,13 +296,16 @@ impl InstanceLoop {
         let plan = plan::compute(desired, &observed);
         let drift = self.log_drift(&plan);
         for error in &plan.errors {
-            tracing::warn!(
-                instance = %self.name,
-                user = error.user.as_deref().unwrap_or(""),
-                account = error.account_id.as_deref().unwrap_or(""),
-                error = %error.message,
-                "cannot read"
-            );
+            match (&error.user, &error.account_id) {
+                (Some(user), Some(account)) => tracing::warn!(
+                    instance = %self.name, %user, %account, error = %error.message,
+                    "cannot read the account"
+                ),
+                _ => tracing::warn!(
+                    instance = %self.name, error = %error.message,
+                    "cannot read the instance"
+                ),
+            }
         }
         let options = ApplyOptions {
             max_changes: self.context.max_changes,

@@ -345,6 +345,11 @@ impl Supervisor {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
+    tracing::info!(
+        folder = %config.dir.display(),
+        interval = %humantime::format_duration(config.interval),
+        "starting"
+    );
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let audit = match &config.audit_log {
@@ -401,11 +406,6 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         retiring: Vec::new(),
         last_problems: None,
     };
-    tracing::info!(
-        folder = %config.dir.display(),
-        interval = %humantime::format_duration(config.interval),
-        "starting"
-    );
     supervisor.reload(true).await?;
 
     let received = loop {
@@ -445,7 +445,12 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
     match drained {
         Ok(()) => {
-            tracing::info!("stopped cleanly; every write call made is in the audit log");
+            match &config.audit_log {
+                Some(path) => {
+                    tracing::info!(audit_log = %path.display(), "stopped cleanly; every write call made is in the audit log")
+                }
+                None => tracing::info!("stopped cleanly"),
+            }
             Ok(())
         }
         Err(instances) => Err(DaemonError::GraceExpired {
