@@ -618,3 +618,40 @@ async fn a_second_signal_exits_at_once() {
     assert_eq!(status.code(), Some(143));
     assert_eq!(std::fs::read_to_string(&audit).unwrap(), "");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grace_period_bounds_shutdown() {
+    let sim = status_sim(vec![user("u1", "active")]).await;
+    sim.set_faults(Faults {
+        latency: Duration::ZERO,
+        rules: vec![FaultRule {
+            target: FaultTarget::Writes,
+            times: 0,
+            action: FaultAction::Delay(Duration::from_secs(20)),
+        }],
+    });
+    let ws = Workspace::new();
+    ws.write(
+        "desired-state/providers.yaml",
+        &providers_yaml(&[("helpdesk", &sim, "")]),
+    );
+    ws.write(
+        "desired-state/users.yaml",
+        &users_yaml(&[("u1", "helpdesk", "u1", "inactive")]),
+    );
+    let mut daemon = Daemon::start(
+        &ws.path("desired-state"),
+        &["--interval", "1h", "--grace-period", "1s"],
+    )
+    .await;
+    eventually("a write in flight", Duration::from_secs(5), || async {
+        sim.max_in_flight_writes() >= 1
+    })
+    .await;
+    daemon.signal("INT");
+    let status = daemon.wait_exit(Duration::from_secs(5)).await;
+    assert_eq!(status.code(), Some(1), "an unclean stop is not exit 0");
+    assert!(!daemon
+        .log_lines(&["grace period of 1s expired", "helpdesk"])
+        .is_empty());
+}
