@@ -188,7 +188,7 @@ impl Metrics {
         let reloads = Family::<ResultLabels, Counter>::default();
         registry.register(
             "desired_state_reloads",
-            "Loads of the desired-state folder after a change, by result",
+            "Loads of the desired-state folder (at start, after each change, on SIGHUP), by result",
             reloads.clone(),
         );
         let desired_info = Family::<CommitLabels, Gauge>::default();
