@@ -48,6 +48,35 @@ pub enum Command {
     /// The daemon: reconcile at start, on every folder change and every --interval;
     /// serve /healthz, /readyz and /metrics. Exit 0 after SIGTERM or SIGINT.
     Run(RunArgs),
+    /// Start simulators for every provider kind on loopback, then plan, apply, plan again.
+    Demo,
+    /// Run one built-in provider simulator on loopback, for trying Roster by hand.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// Provider kind: atlan, zitadel, acronis, status-api or suspend-api.
+    #[arg(long)]
+    pub kind: String,
+    /// Generate this many users (ignored with --fixture).
+    #[arg(long, default_value_t = 100)]
+    pub users: usize,
+    /// Load users from a YAML or JSON file instead of generating them.
+    #[arg(long, value_name = "FILE")]
+    pub fixture: Option<PathBuf>,
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// The bearer token (acronis: the client secret) the simulator accepts.
+    #[arg(long, default_value = "sim-token")]
+    pub token: String,
+    /// Seed of the generated users.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The most records one list page returns.
+    #[arg(long, default_value_t = 100)]
+    pub page_size: usize,
 }
 
 #[derive(Args, Debug)]
@@ -124,15 +153,54 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
     Ok(interval)
 }
 
-/// Runs the parsed command and returns the process exit code.
-pub fn run(cli: Cli) -> anyhow::Result<u8> {
+/// Runs the parsed command and returns the process exit code; an error is printed to
+/// stderr in the chosen log format and exits 1.
+pub fn execute(cli: Cli) -> u8 {
+    let format = cli.log_format;
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            say(format, "error: ", &format!("{error:#}"));
+            1
+        }
+    }
+}
+
+/// Writes an error for people to stderr: as text, `text_prefix` before the first line;
+/// with `--log-format json`, one JSON object per line, so log shippers never see a
+/// stray plain line.
+fn say(format: LogFormat, text_prefix: &str, message: &str) {
+    for (i, line) in message.lines().enumerate() {
+        match format {
+            LogFormat::Text if i == 0 => eprintln!("{text_prefix}{line}"),
+            LogFormat::Text => eprintln!("{line}"),
+            LogFormat::Json => eprintln!(
+                "{}",
+                serde_json::json!({
+                    "timestamp": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+                    "level": "ERROR",
+                    "message": line,
+                    "target": "roster",
+                })
+            ),
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
     let daemon = matches!(cli.command, Command::Run(_));
     init_logging(cli.verbose, cli.log_format, daemon);
     match cli.command {
-        Command::Validate(args) => Ok(validate(&args.dir)),
+        Command::Validate(args) => Ok(validate(&args.dir, cli.log_format)),
         Command::Plan(args) => runtime()?.block_on(plan(args)),
         Command::Apply(args) => runtime()?.block_on(apply(args)),
         Command::Run(args) => runtime()?.block_on(run_daemon(args)),
+        Command::Demo => {
+            let text = runtime()?.block_on(crate::demo::run())?;
+            print(&text)?;
+            Ok(0)
+        }
+        Command::Simulate(args) => runtime()?.block_on(simulate(args)),
     }
 }
 
@@ -178,7 +246,7 @@ pub fn init_logging(verbose: u8, format: LogFormat, daemon: bool) {
     };
 }
 
-fn validate(dir: &Path) -> u8 {
+fn validate(dir: &Path, format: LogFormat) -> u8 {
     match desired::load(dir) {
         Ok(state) => {
             println!(
@@ -191,11 +259,13 @@ fn validate(dir: &Path) -> u8 {
             0
         }
         Err(invalid) => {
-            eprintln!("{invalid}");
-            eprintln!(
-                "{}: invalid ({} problems)",
-                dir.display(),
-                invalid.problems.len()
+            for problem in &invalid.problems {
+                say(format, "", &problem.to_string());
+            }
+            say(
+                format,
+                "error: ",
+                &format!("{}: invalid ({})", dir.display(), invalid.count_text()),
             );
             1
         }
@@ -206,9 +276,9 @@ fn validate(dir: &Path) -> u8 {
 fn prepare(folder: &FolderArgs) -> anyhow::Result<(DesiredState, Providers)> {
     let desired = desired::load(&folder.dir).map_err(|invalid| {
         anyhow!(
-            "{invalid}\n{}: invalid ({} problems); nothing was read or changed",
+            "{invalid}\n{}: invalid ({}); nothing was read or changed",
             folder.dir.display(),
-            invalid.problems.len()
+            invalid.count_text()
         )
     })?;
     let selected = reconcile::select(&desired, &folder.providers)?;
@@ -273,4 +343,40 @@ async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
     let summary = apply::apply(&plan, &desired, &providers, &options, audit.as_ref()).await;
     print(&report::render_apply(&summary, args.format))?;
     Ok(summary.exit_code() as u8)
+}
+
+async fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
+    use crate::simulator::{self, SimConfig, SimKind, SimUser};
+    let kind = SimKind::parse(&args.kind).ok_or_else(|| {
+        let names: Vec<&str> = SimKind::ALL.iter().map(|k| k.name()).collect();
+        anyhow!(
+            "--kind {}: unknown kind; use one of {}",
+            args.kind,
+            names.join(", ")
+        )
+    })?;
+    let users = match &args.fixture {
+        Some(path) => simulator::load_fixture(path)?,
+        None => SimUser::generate(kind, args.users, args.seed),
+    };
+    let mut config = SimConfig::new(kind, users);
+    config.token = args.token;
+    config.page_size_max = args.page_size.max(1);
+    let listener = std::net::TcpListener::bind(("127.0.0.1", args.port))
+        .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+    let addr = listener.local_addr()?;
+    drop(listener);
+    eprintln!(
+        "simulating {} with {} users on http://{addr} (token: {}, tenant_id: {}, acronis client_id: {}); Ctrl-C stops",
+        kind.name(),
+        config.users.len(),
+        config.token,
+        config.tenant_id,
+        config.client_id
+    );
+    tokio::select! {
+        result = simulator::serve_forever(config, addr) => result?,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(0)
 }

@@ -2,12 +2,5 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = roster::cli::Cli::parse();
-    match roster::cli::run(cli) {
-        Ok(code) => ExitCode::from(code),
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::from(1)
-        }
-    }
+    ExitCode::from(roster::cli::execute(roster::cli::Cli::parse()))
 }

@@ -175,3 +175,176 @@ impl Plan {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::{Account, Location, User};
+    use crate::provider::{ObservedAccount, Refusal, RefusalScope};
+
+    /// A desired state whose users each have one account: (user, instance, id, status).
+    fn desired(accounts: &[(&str, &str, &str, &str)]) -> DesiredState {
+        DesiredState {
+            root: "desired-state".into(),
+            instances: Default::default(),
+            users: accounts
+                .iter()
+                .map(|(user, instance, id, status)| User {
+                    name: user.to_string(),
+                    reason: Some(format!("ticket for {user}")),
+                    accounts: vec![Account {
+                        instance: instance.to_string(),
+                        id: id.to_string(),
+                        status: Status::new(*status),
+                        location: Location::default(),
+                    }],
+                    location: Location::default(),
+                })
+                .collect(),
+        }
+    }
+
+    fn found(status: &str) -> AccountObservation {
+        AccountObservation::Found(ObservedAccount::new(Status::new(status)))
+    }
+
+    fn refusing(status: &str, applies_to: RefusalScope) -> AccountObservation {
+        AccountObservation::Found(ObservedAccount {
+            status: Status::new(status),
+            refusal: Some(Refusal {
+                applies_to,
+                reason: "refused".into(),
+            }),
+            revision: Some(7),
+        })
+    }
+
+    fn observed(
+        instance: &str,
+        accounts: Vec<(&str, AccountObservation)>,
+    ) -> (String, InstanceObservation) {
+        let accounts = accounts
+            .into_iter()
+            .map(|(id, o)| (id.to_string(), o))
+            .collect();
+        (instance.to_string(), Ok(Observation { accounts }))
+    }
+
+    #[test]
+    fn each_combination_lands_in_exactly_one_bucket() {
+        let state = desired(&[
+            ("zoe", "b", "z1", "inactive"),  // drift → change
+            ("amy", "b", "a1", "active"),    // in sync
+            ("bob", "b", "b1", "inactive"),  // not found → error
+            ("cat", "b", "c1", "inactive"),  // read failed → error
+            ("dan", "a", "d1", "inactive"),  // admin deactivation → blocked
+            ("eve", "a", "e1", "active"),    // admin reactivation → change
+            ("fay", "a", "f1", "suspended"), // provider's own status → change
+            ("gus", "c", "g1", "inactive"),  // instance failed → one instance error
+            ("hal", "c", "h1", "inactive"),
+            ("ivy", "a", "i1", "active"), // locked: any change blocked
+            ("jon", "skipped", "j1", "inactive"), // instance not observed → not planned
+        ]);
+        let observed: BTreeMap<String, InstanceObservation> = [
+            observed(
+                "b",
+                vec![
+                    ("z1", found("active")),
+                    ("a1", found("active")),
+                    ("c1", AccountObservation::Failed("HTTP 403: denied".into())),
+                    ("not-in-any-file", found("active")),
+                ],
+            ),
+            observed(
+                "a",
+                vec![
+                    ("d1", refusing("active", RefusalScope::Deactivation)),
+                    ("e1", refusing("inactive", RefusalScope::Deactivation)),
+                    ("f1", found("active")),
+                    ("i1", refusing("locked", RefusalScope::AnyChange)),
+                ],
+            ),
+            ("c".to_string(), Err("c: credentials rejected".to_string())),
+        ]
+        .into_iter()
+        .collect();
+        let plan = compute(&state, &observed);
+        let changes: Vec<(&str, &str, &str, &str)> = plan
+            .changes
+            .iter()
+            .map(|c| {
+                (
+                    c.provider.as_str(),
+                    c.user.as_str(),
+                    c.from.as_str(),
+                    c.to.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                ("a", "eve", "inactive", "active"),
+                ("a", "fay", "active", "suspended"),
+                ("b", "zoe", "active", "inactive"),
+            ]
+        );
+        assert_eq!(
+            plan.changes[0].revision,
+            Some(7),
+            "the read revision travels with the change"
+        );
+        assert_eq!(plan.changes[2].reason.as_deref(), Some("ticket for zoe"));
+        assert_eq!(plan.in_sync, 1);
+        let blocked: Vec<&str> = plan.blocked.iter().map(|b| b.user.as_str()).collect();
+        assert_eq!(blocked, ["dan", "ivy"]);
+        let errors: Vec<(&str, Option<&str>, &str)> = plan
+            .errors
+            .iter()
+            .map(|e| (e.provider.as_str(), e.user.as_deref(), e.message.as_str()))
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                ("b", Some("bob"), "account not found at the provider (404)"),
+                ("b", Some("cat"), "HTTP 403: denied"),
+                ("c", None, "c: credentials rejected"),
+            ]
+        );
+    }
+
+    #[test]
+    fn json_matches_the_contract() {
+        let state = desired(&[("jsmith", "atlan", "02aa", "inactive")]);
+        let observed: BTreeMap<String, InstanceObservation> =
+            [observed("atlan", vec![("02aa", found("active"))])]
+                .into_iter()
+                .collect();
+        let json = serde_json::to_value(compute(&state, &observed)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "format_version": 1,
+                "changes": [{"provider": "atlan", "user": "jsmith", "account_id": "02aa", "from": "active", "to": "inactive"}],
+                "in_sync": 0,
+                "blocked": [],
+                "errors": []
+            })
+        );
+    }
+
+    #[test]
+    fn a_converged_state_plans_nothing() {
+        let state = desired(&[("a", "x", "1", "active"), ("b", "x", "2", "inactive")]);
+        let observed: BTreeMap<String, InstanceObservation> = [observed(
+            "x",
+            vec![("1", found("active")), ("2", found("inactive"))],
+        )]
+        .into_iter()
+        .collect();
+        let plan = compute(&state, &observed);
+        assert!(!plan.has_changes());
+        assert_eq!(plan.in_sync, 2);
+        assert!(plan.blocked.is_empty() && plan.errors.is_empty());
+    }
+}

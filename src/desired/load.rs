@@ -41,7 +41,9 @@ pub fn load(root: &Path) -> Result<DesiredState, InvalidFolder> {
     let mut problems = Vec::new();
     let display_root = root.to_string_lossy().trim_end_matches('/').to_string();
     let display = |relative: &Path| {
-        if display_root.is_empty() || display_root == "." {
+        if relative.as_os_str().is_empty() {
+            display_root.clone()
+        } else if display_root.is_empty() || display_root == "." {
             relative.display().to_string()
         } else {
             format!("{display_root}/{}", relative.display())
@@ -85,15 +87,24 @@ pub fn load(root: &Path) -> Result<DesiredState, InvalidFolder> {
     };
 
     let mut users = Vec::new();
+    let mut names = Vec::new();
     for relative in files.iter().filter(|f| f.as_path() != providers_path) {
         let file = display(relative);
         if let Some(node) = read_text(&root.join(relative), &file, &mut problems)
             .and_then(|t| parse(&t, &file, &mut problems))
         {
-            read_users(&node, &file, &instances, &mut users, &mut problems);
+            read_users(
+                &node,
+                &file,
+                &instances,
+                &mut users,
+                &mut names,
+                &mut problems,
+            );
         }
     }
-    check_uniqueness(&users, &mut problems);
+    check_unique_names(&names, &mut problems);
+    check_unique_accounts(&users, &mut problems);
 
     if problems.is_empty() {
         Ok(DesiredState {
@@ -102,11 +113,13 @@ pub fn load(root: &Path) -> Result<DesiredState, InvalidFolder> {
             users,
         })
     } else {
-        let order: HashMap<String, usize> = std::iter::once(display(providers_path))
+        let mut order: HashMap<String, usize> = HashMap::new();
+        for (i, file) in std::iter::once(display(providers_path))
             .chain(files.iter().map(|f| display(f)))
             .enumerate()
-            .map(|(i, f)| (f, i))
-            .collect();
+        {
+            order.entry(file).or_insert(i);
+        }
         problems.sort_by_key(|p| {
             (
                 order.get(&p.location.file).copied().unwrap_or(usize::MAX),
@@ -259,7 +272,10 @@ fn read_providers(node: &Node, file: &str, problems: &mut Vec<Problem>) -> Insta
     };
     r.check_keys(top, &["providers"], "providers.yaml");
     let Some(providers_node) = top.get_node("providers") else {
-        r.problem(top.span(), "providers.yaml is missing the key 'providers'");
+        r.problem(
+            FileReader::map_start(top),
+            "providers.yaml is missing the key 'providers'",
+        );
         return instances;
     };
     let Some(providers) = r.mapping(providers_node, "'providers'") else {
@@ -418,7 +434,7 @@ fn read_instance(
         timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
         max_changes: max_changes.unwrap_or(DEFAULT_MAX_CHANGES),
         settings,
-        location: r.location(map.span()),
+        location: r.location(FileReader::map_start(map)),
     })
 }
 
@@ -471,7 +487,7 @@ fn read_auth(
 ) -> Option<AuthConfig> {
     let Some(node) = map.get_node("auth") else {
         r.problem(
-            map.span(),
+            FileReader::map_start(map),
             format!("{what} is missing the required key 'auth'"),
         );
         return None;
@@ -544,7 +560,7 @@ fn secret_source(
         (None, None) => {
             if auth.get_node(&env_key).is_none() && auth.get_node(&file_key).is_none() {
                 r.problem(
-                    auth.span(),
+                    FileReader::map_start(auth),
                     format!(
                         "{what} needs '{env_key}' (an environment variable name) or '{file_key}'"
                     ),
@@ -555,11 +571,14 @@ fn secret_source(
     }
 }
 
+/// Reads a user file's users; `names` receives every user's name with its position,
+/// including users with other problems, so a duplicate name is always reported.
 fn read_users(
     node: &Node,
     file: &str,
     instances: &Instances,
     users: &mut Vec<User>,
+    names: &mut Vec<(String, Location)>,
     problems: &mut Vec<Problem>,
 ) {
     let mut r = FileReader { file, problems };
@@ -570,11 +589,14 @@ fn read_users(
     let Some(list_node) = top.get_node("users") else {
         if top.get_node("providers").is_some() {
             r.problem(
-                top.span(),
+                FileReader::map_start(top),
                 "providers are defined only in providers.yaml at the root of the folder",
             );
-        } else {
-            r.problem(top.span(), "a user file needs the key 'users'");
+        } else if top.keys().all(|k| k.as_str() == "users") {
+            r.problem(
+                FileReader::map_start(top),
+                "a user file needs the key 'users'",
+            );
         }
         return;
     };
@@ -583,13 +605,16 @@ fn read_users(
         Node::Scalar(s) if s.as_str().is_empty() || s.as_str() == "~" => return,
         other => {
             r.problem(
-                other.span(),
+                FileReader::start(other),
                 "'users' must be a list (each entry starting with '- name: ...')",
             );
             return;
         }
     };
     for entry in list.iter() {
+        if let Some(name) = entry.as_mapping().and_then(|m| m.get_scalar("name")) {
+            names.push((name.as_str().to_string(), r.location(name.span())));
+        }
         if let Some(user) = read_user(&mut r, entry, instances) {
             users.push(user);
         }
@@ -638,7 +663,7 @@ fn read_user(r: &mut FileReader, node: &Node, instances: &Instances) -> Option<U
             }
             Node::Scalar(s) if s.as_str().is_empty() || s.as_str() == "~" => {}
             other => r.problem(
-                other.span(),
+                FileReader::start(other),
                 format!("'accounts' of {what} must map provider instances to account ids"),
             ),
         }
@@ -650,7 +675,7 @@ fn read_user(r: &mut FileReader, node: &Node, instances: &Instances) -> Option<U
         name: name?,
         reason,
         accounts,
-        location: r.location(map.span()),
+        location: r.location(FileReader::map_start(map)),
     })
 }
 
@@ -765,19 +790,26 @@ fn read_account(
     })
 }
 
-/// Names are unique across the folder, and an account is claimed by one user only.
-fn check_uniqueness(users: &[User], problems: &mut Vec<Problem>) {
-    let mut names: HashMap<&str, &Location> = HashMap::new();
+/// A user name is used once across the folder.
+fn check_unique_names(names: &[(String, Location)], problems: &mut Vec<Problem>) {
+    let mut first_use: HashMap<&str, &Location> = HashMap::new();
+    for (name, location) in names {
+        match first_use.get(name.as_str()) {
+            Some(first) => problems.push(Problem {
+                location: location.clone(),
+                message: format!("user name '{name}' is already used at {first}; names must be unique across the folder"),
+            }),
+            None => {
+                first_use.insert(name, location);
+            }
+        }
+    }
+}
+
+/// A provider account (instance + id) is claimed by one user only.
+fn check_unique_accounts(users: &[User], problems: &mut Vec<Problem>) {
     let mut claimed: HashMap<(&str, &str), (&str, &Location)> = HashMap::new();
     for user in users {
-        if let Some(first) = names.get(user.name.as_str()) {
-            problems.push(Problem {
-                location: user.location.clone(),
-                message: format!("user name '{}' is already used at {first}; names must be unique across the folder", user.name),
-            });
-        } else {
-            names.insert(&user.name, &user.location);
-        }
         for account in &user.accounts {
             let key = (account.instance.as_str(), account.id.as_str());
             if let Some((owner, first)) = claimed.get(&key) {
@@ -792,5 +824,301 @@ fn check_uniqueness(users: &[User], problems: &mut Vec<Problem>) {
                 claimed.insert(key, (&user.name, &account.location));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROVIDERS: &str = "\
+providers:
+  portal:
+    kind: suspend-api
+    base_url: http://127.0.0.1:9000
+    tenant_id: t-1
+    auth: { bearer_token_env: PORTAL_TOKEN }
+  helpdesk:
+    kind: status-api
+    base_url: https://helpdesk.example.com
+    auth:
+      bearer_token_file: /run/secrets/helpdesk
+  acronis:
+    kind: acronis
+    base_url: https://eu2-cloud.acronis.com
+    auth: { client_id_env: ACRONIS_ID, client_secret_env: ACRONIS_SECRET }
+";
+
+    /// Loads a folder made of `PROVIDERS` (or `providers`) and the given user files.
+    fn load_folder(providers: &str, files: &[(&str, &str)]) -> Result<DesiredState, Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("providers.yaml"), providers).unwrap();
+        for (name, text) in files {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let prefix = format!("{}/", dir.path().display());
+        load(dir.path()).map_err(|invalid| {
+            invalid
+                .problems
+                .iter()
+                .map(|p| p.to_string().replace(&prefix, ""))
+                .collect()
+        })
+    }
+
+    fn users_problems(text: &str) -> Vec<String> {
+        load_folder(PROVIDERS, &[("people.yaml", text)])
+            .err()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_valid_folder_loads_with_effective_statuses() {
+        let state = load_folder(
+            PROVIDERS,
+            &[
+                ("b/team.yaml", "users:\n  - name: ben\n    status: active\n    accounts:\n      helpdesk: { id: ben, status: suspended }\n      portal: p-2\n"),
+                ("a.yml", "users:\n  - name: ann\n    status: inactive\n    reason: Left (HR-1)\n    accounts:\n      portal: p-1\n"),
+                (".hidden/x.yaml", "not: [valid"),
+                ("notes.txt", "ignored"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(state.instances.len(), 3);
+        let names: Vec<&str> = state.users.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["ann", "ben"], "files are read in sorted path order");
+        let ben = &state.users[1];
+        assert_eq!(ben.accounts[0].status.as_str(), "suspended");
+        assert_eq!(ben.accounts[1].status.as_str(), "active");
+        assert_eq!(state.users[0].reason.as_deref(), Some("Left (HR-1)"));
+        let portal = &state.instances["portal"];
+        assert_eq!(portal.setting("tenant_id"), Some("t-1"));
+        assert_eq!(portal.max_changes, 25);
+        assert_eq!(portal.timeout, Duration::from_secs(30));
+        assert_eq!(portal.max_concurrency, 8);
+        assert_eq!(
+            state.instances["helpdesk"].auth,
+            AuthConfig::Bearer(SecretSource::File("/run/secrets/helpdesk".into()))
+        );
+    }
+
+    #[test]
+    fn every_user_file_rule_reports_its_position() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "unknown user key",
+                "users:\n  - name: a\n    stauts: active\n    status: active\n",
+                "people.yaml:3:5: unknown key 'stauts' in a user (did you mean 'status'?)",
+            ),
+            (
+                "unknown account key",
+                "users:\n  - name: a\n    status: active\n    accounts:\n      portal: { id: p, staus: active }\n",
+                "people.yaml:5:24: unknown key 'staus' in account 'portal' of user 'a' (did you mean 'status'?)",
+            ),
+            (
+                "unknown top-level key",
+                "user:\n  - name: a\n",
+                "people.yaml:1:1: unknown key 'user' in a user file (did you mean 'users'?)",
+            ),
+            (
+                "missing name",
+                "users:\n  - status: active\n",
+                "people.yaml:2:5: a user is missing the required key 'name'",
+            ),
+            (
+                "unknown instance",
+                "users:\n  - name: a\n    status: active\n    accounts:\n      portl: p\n",
+                "people.yaml:5:7: unknown provider instance 'portl' for user 'a' (did you mean 'portal'?)",
+            ),
+            (
+                "no status anywhere",
+                "users:\n  - name: a\n    accounts:\n      portal: p\n",
+                "people.yaml:4:7: account 'portal' of user 'a' has no status: set 'status' on the user or on this account",
+            ),
+            (
+                "status the kind cannot set (own)",
+                "users:\n  - name: a\n    accounts:\n      portal: { id: p, status: suspended }\n",
+                "people.yaml:4:32: status 'suspended' cannot be set at 'portal' (kind suspend-api); it accepts: active, inactive",
+            ),
+            (
+                "status the kind cannot set (default)",
+                "users:\n  - name: a\n    status: risky\n    accounts:\n      portal: p\n",
+                "people.yaml:5:7: status 'risky' (the default of user 'a') cannot be set at 'portal' (kind suspend-api); it accepts: active, inactive",
+            ),
+            (
+                "unknown status",
+                "users:\n  - name: a\n    status: actve\n",
+                "people.yaml:3:13: unknown status 'actve' for user 'a' (did you mean 'active'?); statuses: active, inactive, onboarding, risky, suspended",
+            ),
+            (
+                "empty id",
+                "users:\n  - name: a\n    status: active\n    accounts:\n      portal: \"\"\n",
+                "people.yaml:5:15: the id of account 'portal' of user 'a' is empty",
+            ),
+            (
+                "dot-dot id",
+                "users:\n  - name: a\n    status: active\n    accounts:\n      portal: \"..\"\n",
+                "people.yaml:5:15: account id '..' of account 'portal' of user 'a' cannot be sent to a provider",
+            ),
+            (
+                "users is not a list",
+                "users:\n  name: a\n",
+                "people.yaml:2:3: 'users' must be a list (each entry starting with '- name: ...')",
+            ),
+            (
+                "duplicate key",
+                "users:\n  - name: a\n    name: b\n",
+                "people.yaml:3:5: duplicate key 'name' (first defined on line 2)",
+            ),
+            (
+                "invalid YAML",
+                "users:\n  - name: [a\n",
+                "people.yaml:3:1: invalid YAML: while parsing a flow sequence, expected ',' or ']'",
+            ),
+        ];
+        let mismatches: Vec<String> = cases
+            .iter()
+            .filter_map(|(what, text, expected)| {
+                let problems = users_problems(text);
+                (problems != vec![expected.to_string()])
+                    .then(|| format!("{what}: got {problems:?}"))
+            })
+            .collect();
+        assert!(mismatches.is_empty(), "{mismatches:#?}");
+    }
+
+    #[test]
+    fn names_and_accounts_are_unique_across_files() {
+        let problems = load_folder(
+            PROVIDERS,
+            &[
+                ("a.yaml", "users:\n  - name: jo\n    status: active\n    accounts:\n      portal: p-1\n"),
+                ("b.yaml", "users:\n  - name: jo\n    status: active\n  - name: max\n    status: active\n    accounts:\n      portal: p-1\n"),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(
+            problems,
+            vec![
+                "b.yaml:2:11: user name 'jo' is already used at a.yaml:2:11; names must be unique across the folder".to_string(),
+                "b.yaml:7:15: account 'p-1' at 'portal' is already claimed by user 'jo' at a.yaml:5:15; an account belongs to one user".to_string(),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_providers_rule_reports_its_position() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "unknown kind",
+                "providers:\n  x:\n    kind: atlan2\n    base_url: https://a.example\n    auth: { bearer_token_env: T }\n",
+                "providers.yaml:3:11: unknown kind 'atlan2' (did you mean 'atlan'?); known kinds: atlan, zitadel, acronis, status-api, suspend-api",
+            ),
+            (
+                "plain http to a remote host",
+                "providers:\n  x:\n    kind: atlan\n    base_url: http://a.example\n    auth: { bearer_token_env: T }\n",
+                "providers.yaml:4:15: 'base_url' of provider 'x' must use https:// (plain http is only allowed for loopback hosts, or with allow_insecure_http: true)",
+            ),
+            (
+                "a secret written inline",
+                "providers:\n  x:\n    kind: atlan\n    base_url: https://a.example\n    auth: { bearer_token_env: \"abc-123.secret\" }\n",
+                "providers.yaml:5:31: 'bearer_token_env' of 'auth' of provider 'x' must name an environment variable (letters, digits, '_'), never hold the secret itself",
+            ),
+            (
+                "missing auth",
+                "providers:\n  x:\n    kind: atlan\n    base_url: https://a.example\n",
+                "providers.yaml:3:5: provider 'x' is missing the required key 'auth'",
+            ),
+            (
+                "both env and file",
+                "providers:\n  x:\n    kind: atlan\n    base_url: https://a.example\n    auth: { bearer_token_env: T, bearer_token_file: /f }\n",
+                "providers.yaml:5:53: 'auth' of provider 'x': give either 'bearer_token_env' or 'bearer_token_file', not both",
+            ),
+            (
+                "bearer keys on a client-credentials kind",
+                "providers:\n  x:\n    kind: acronis\n    base_url: https://a.example\n    auth: { client_id_env: I, client_secret_env: S, bearer_token_env: T }\n",
+                "providers.yaml:5:53: unknown key 'bearer_token_env' in 'auth' of provider 'x' (expected one of: client_id_env, client_id_file, client_secret_env, client_secret_file)",
+            ),
+            (
+                "missing client secret",
+                "providers:\n  x:\n    kind: acronis\n    base_url: https://a.example\n    auth: { client_id_env: I }\n",
+                "providers.yaml:5:13: 'auth' of provider 'x' needs 'client_secret_env' (an environment variable name) or 'client_secret_file'",
+            ),
+            (
+                "setting of another kind",
+                "providers:\n  x:\n    kind: atlan\n    base_url: https://a.example\n    tenant_id: t\n    auth: { bearer_token_env: T }\n",
+                "providers.yaml:5:5: unknown key 'tenant_id' in provider 'x' (expected one of: kind, base_url, auth, max_concurrency, requests_per_second, timeout, max_changes, allow_insecure_http)",
+            ),
+            (
+                "bad numbers",
+                "providers:\n  x:\n    kind: atlan\n    base_url: https://a.example\n    max_changes: -1\n    auth: { bearer_token_env: T }\n",
+                "providers.yaml:5:18: 'max_changes' of provider 'x' must be a whole number from 0 to 1000000, got '-1'",
+            ),
+            (
+                "bad duration",
+                "providers:\n  x:\n    kind: atlan\n    base_url: https://a.example\n    timeout: soon\n    auth: { bearer_token_env: T }\n",
+                "providers.yaml:5:14: 'timeout' of provider 'x' is not a duration such as 30s or 2m: expected number at 0",
+            ),
+            (
+                "bad instance name",
+                "providers:\n  My_Atlan:\n    kind: atlan\n    base_url: https://a.example\n    auth: { bearer_token_env: T }\n",
+                "providers.yaml:2:3: invalid instance name 'My_Atlan': use lower-case letters, digits, '-' and '_', starting with a letter or digit",
+            ),
+        ];
+        let mismatches: Vec<String> = cases
+            .iter()
+            .filter_map(|(what, text, expected)| {
+                let problems = load_folder(text, &[]).err().unwrap_or_default();
+                (problems != vec![expected.to_string()])
+                    .then(|| format!("{what}: got {problems:?}"))
+            })
+            .collect();
+        assert!(mismatches.is_empty(), "{mismatches:#?}");
+    }
+
+    #[test]
+    fn insecure_http_is_allowed_for_loopback_or_when_asked() {
+        for url in [
+            "http://localhost:8080",
+            "http://127.0.0.5",
+            "http://[::1]:9000",
+        ] {
+            let text = format!("providers:\n  x:\n    kind: atlan\n    base_url: {url}\n    auth: {{ bearer_token_env: T }}\n");
+            assert!(load_folder(&text, &[]).is_ok(), "{url}");
+        }
+        let text = "providers:\n  x:\n    kind: atlan\n    base_url: http://atlan.lan\n    allow_insecure_http: true\n    auth: { bearer_token_env: T }\n";
+        assert!(load_folder(text, &[]).is_ok());
+    }
+
+    #[test]
+    fn a_missing_providers_file_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let problems = load(dir.path()).unwrap_err().problems;
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].to_string().ends_with("providers.yaml: file not found: the folder must define its provider instances in providers.yaml"));
+    }
+
+    #[test]
+    fn all_problems_of_all_files_come_at_once() {
+        let problems = load_folder(
+            "providers:\n  x:\n    kind: nope\n",
+            &[
+                ("a.yaml", "users:\n  - name: a\n    stauts: x\n"),
+                (
+                    "b.yaml",
+                    "users:\n  - name: b\n    status: active\n    accounts: { y: 1 }\n",
+                ),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+        assert!(problems[0].starts_with(
+            "providers.yaml:3:5: provider 'x' is missing the required key 'base_url'"
+        ));
+        assert!(problems[1].starts_with("providers.yaml:3:11: unknown kind 'nope'"));
+        assert!(problems[2].starts_with("a.yaml:3:5"));
+        assert!(problems[3].starts_with("b.yaml:4:17: unknown provider instance 'y'"));
     }
 }

@@ -163,6 +163,16 @@ impl fmt::Display for Problem {
     }
 }
 
+impl InvalidFolder {
+    /// "1 problem" or "N problems", for summaries.
+    pub fn count_text(&self) -> String {
+        match self.problems.len() {
+            1 => "1 problem".to_string(),
+            n => format!("{n} problems"),
+        }
+    }
+}
+
 /// Every problem of a folder that failed to load, in file and line order.
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct InvalidFolder {

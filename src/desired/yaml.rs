@@ -12,6 +12,20 @@ pub struct FileReader<'a> {
 }
 
 impl FileReader<'_> {
+    /// Where a node starts. A mapping's own span starts at its first value, so a
+    /// mapping is located at its first key, where a reader looks for it.
+    pub fn start(node: &Node) -> &Span {
+        match node {
+            Node::Mapping(map) => map.keys().next().map(|k| k.span()).unwrap_or(map.span()),
+            other => other.span(),
+        }
+    }
+
+    /// Where a mapping starts: its first key.
+    pub fn map_start(map: &MarkedMappingNode) -> &Span {
+        map.keys().next().map(|k| k.span()).unwrap_or(map.span())
+    }
+
     pub fn location(&self, span: &Span) -> Location {
         let (line, column) = span
             .start()
@@ -52,7 +66,7 @@ impl FileReader<'_> {
             Node::Mapping(map) => Some(map),
             other => {
                 self.problem(
-                    other.span(),
+                    Self::start(other),
                     format!("{what} must be a mapping of keys to values"),
                 );
                 None
@@ -70,7 +84,7 @@ impl FileReader<'_> {
             }
             other => {
                 self.problem(
-                    other.span(),
+                    Self::start(other),
                     format!("{what} must be a single value, not a list or mapping"),
                 );
                 None
@@ -89,7 +103,7 @@ impl FileReader<'_> {
             Some(node) => self.string(node, &format!("'{key}' of {what}")),
             None => {
                 self.problem(
-                    map.span(),
+                    Self::map_start(map),
                     format!("{what} is missing the required key '{key}'"),
                 );
                 None

@@ -25,9 +25,10 @@ pub trait Credentials: Send + Sync {
     /// The value of the `Authorization` header for the next request.
     async fn authorization(&self, client: &reqwest::Client) -> Result<Secret, HttpError>;
 
-    /// Called after a 401. Returns true when a fresh attempt may succeed (a new token was
-    /// fetched); a static token returns false and the request fails as "credentials rejected".
-    async fn rejected(&self) -> bool;
+    /// Called after a 401 with the `Authorization` value that was rejected. Returns true
+    /// when a fresh attempt may succeed (a new token will be used); a static token returns
+    /// false and the request fails as "credentials rejected".
+    async fn rejected(&self, authorization: &Secret) -> bool;
 }
 
 /// A static bearer token from the environment or a file.
@@ -39,7 +40,7 @@ impl Credentials for BearerToken {
         Ok(Secret::new(format!("Bearer {}", self.0.expose())))
     }
 
-    async fn rejected(&self) -> bool {
+    async fn rejected(&self, _authorization: &Secret) -> bool {
         false
     }
 }
@@ -90,7 +91,7 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// Exponential backoff with jitter: a random delay in [d/2, d], d = base * 2^attempt.
-    fn backoff(&self, attempt: u32) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let exp = self
             .base_delay
             .saturating_mul(2u32.saturating_pow(attempt))
@@ -375,7 +376,9 @@ impl HttpClient {
             );
             let (delay, last) = match outcome {
                 Ok((status, _, _)) if status == StatusCode::UNAUTHORIZED => {
-                    if !refreshed_credentials && self.config.credentials.rejected().await {
+                    if !refreshed_credentials
+                        && self.config.credentials.rejected(&authorization).await
+                    {
                         refreshed_credentials = true;
                         continue;
                     }
@@ -432,7 +435,7 @@ impl HttpClient {
 }
 
 /// Parses `Retry-After` as seconds or an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));

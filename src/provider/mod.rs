@@ -6,16 +6,19 @@
 //! kind's quirks handled inside). Diffing, guards, reporting and scheduling live once,
 //! outside the adapters.
 
+pub mod acronis;
+pub mod atlan;
 pub mod http;
 pub mod status_api;
 pub mod suspend_api;
+pub mod zitadel;
 
 use crate::desired::{AuthConfig, InstanceConfig, SecretSource};
 use crate::plan::Change;
 use crate::secret::Secret;
 use crate::status::Status;
 use async_trait::async_trait;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub use http::{HttpClient, HttpError, RequestObserver, WriteAccess};
@@ -49,7 +52,13 @@ pub struct Setting {
 
 /// Every provider kind Roster speaks. Adding a kind means one adapter file and one line here.
 pub fn kinds() -> &'static [&'static KindSpec] {
-    static KINDS: &[&KindSpec] = &[&status_api::KIND, &suspend_api::KIND];
+    static KINDS: &[&KindSpec] = &[
+        &atlan::KIND,
+        &zitadel::KIND,
+        &acronis::KIND,
+        &status_api::KIND,
+        &suspend_api::KIND,
+    ];
     KINDS
 }
 
@@ -81,6 +90,23 @@ pub struct ObservedAccount {
     pub refusal: Option<Refusal>,
     /// An opaque revision the write must carry (Acronis `version`); never invented.
     pub revision: Option<u64>,
+}
+
+impl Observation {
+    /// Builds the observation of `accounts` from everything a provider listed, as
+    /// `(key, account)` pairs; listed accounts nobody asked for are dropped.
+    pub fn of_listed(
+        accounts: &[String],
+        listed: impl IntoIterator<Item = (String, ObservedAccount)>,
+    ) -> Self {
+        let wanted: HashSet<&str> = accounts.iter().map(String::as_str).collect();
+        let accounts = listed
+            .into_iter()
+            .filter(|(key, _)| wanted.contains(key.as_str()))
+            .map(|(key, account)| (key, AccountObservation::Found(account)))
+            .collect();
+        Observation { accounts }
+    }
 }
 
 impl ObservedAccount {
@@ -323,4 +349,49 @@ where
         .buffered(limit.max(1))
         .collect()
         .await
+}
+
+/// How many list pages of one instance are read at once.
+const PAGE_CONCURRENCY: usize = 4;
+
+/// Reads an offset-paged list. The first page tells the total and the page length the
+/// server grants; the remaining pages are then read concurrently. `fetch(offset, limit)`
+/// returns one page's items and the total. An exactly full last page costs no extra call.
+pub(crate) async fn offset_pages<T, F, Fut>(limit: usize, fetch: F) -> Result<Vec<T>, ProviderError>
+where
+    F: Fn(usize, usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, usize), ProviderError>>,
+{
+    let (mut items, total) = fetch(0, limit).await?;
+    let granted = items.len();
+    if granted == 0 || granted >= total {
+        return Ok(items);
+    }
+    let offsets: Vec<usize> = (granted..total).step_by(granted).collect();
+    for page in bounded(offsets, PAGE_CONCURRENCY, |offset| fetch(offset, granted)).await {
+        items.extend(page?.0);
+    }
+    Ok(items)
+}
+
+/// Turns a non-2xx answer into an error: 404 names the account, anything else carries
+/// the provider's own message, extracted by `message` from the kind's error shape.
+pub(crate) fn api_error(
+    instance: &str,
+    response: &http::ApiResponse,
+    account: &str,
+    message: impl FnOnce(&[u8]) -> Option<String>,
+) -> ProviderError {
+    let status = response.status.as_u16();
+    if status == 404 {
+        return ProviderError::NotFound {
+            instance: instance.to_string(),
+            account: account.to_string(),
+        };
+    }
+    ProviderError::Api {
+        instance: instance.to_string(),
+        status,
+        message: message(&response.body).unwrap_or_else(|| response.text_snippet()),
+    }
 }

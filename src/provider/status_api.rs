@@ -3,7 +3,7 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    bounded, AccountObservation, Connect, ConnectError, KindSpec, Observation, ObservedAccount,
+    api_error, offset_pages, Connect, ConnectError, KindSpec, Observation, ObservedAccount,
     Provider, ProviderError, Setting, WriteAccess, WriteOutcome,
 };
 use crate::plan::Change;
@@ -13,7 +13,6 @@ use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub static KIND: KindSpec = KindSpec {
@@ -75,68 +74,46 @@ impl StatusApi {
         self.http.instance()
     }
 
-    async fn page(&self, page: usize) -> Result<Page, ProviderError> {
-        let response = self
-            .http
-            .read(
-                ApiRequest::get(&["users"])
-                    .query("page", page)
-                    .query("per_page", PAGE_SIZE),
-            )
-            .await?;
+    /// One list page, addressed by offset so the shared pager can drive it.
+    async fn page(
+        &self,
+        offset: usize,
+        per_page: usize,
+    ) -> Result<(Vec<User>, usize), ProviderError> {
+        let page = offset / per_page.max(1) + 1;
+        let request = ApiRequest::get(&["users"])
+            .query("page", page)
+            .query("per_page", per_page);
+        let response = self.http.read(request).await?;
         self.expect_success(&response, "users")?;
-        response.json(self.instance())
+        let page: Page = response.json(self.instance())?;
+        Ok((page.data, page.total))
     }
 
     fn expect_success(&self, response: &ApiResponse, account: &str) -> Result<(), ProviderError> {
         if response.is_success() {
             return Ok(());
         }
-        let status = response.status.as_u16();
-        if status == 404 {
-            return Err(ProviderError::NotFound {
-                instance: self.instance().to_string(),
-                account: account.to_string(),
-            });
-        }
-        let message = match serde_json::from_slice::<ErrorBody>(&response.body) {
-            Ok(body) => format!("{}: {}", body.error.code, body.error.message),
-            Err(_) => response.text_snippet(),
-        };
-        Err(ProviderError::Api {
-            instance: self.instance().to_string(),
-            status,
-            message,
-        })
+        Err(api_error(self.instance(), response, account, |body| {
+            let body: ErrorBody = serde_json::from_slice(body).ok()?;
+            Some(format!("{}: {}", body.error.code, body.error.message))
+        }))
     }
 }
 
 #[async_trait]
 impl Provider for StatusApi {
     async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
-        let first = self.page(1).await?;
-        let pages = first.total.div_ceil(PAGE_SIZE).max(1);
-        let mut users = first.data;
-        let rest = bounded((2..=pages).collect(), 4, |page| self.page(page)).await;
-        for page in rest {
-            users.extend(page?.data);
-        }
-        let wanted: HashSet<&str> = accounts.iter().map(String::as_str).collect();
-        let mut observation = Observation {
-            accounts: HashMap::with_capacity(accounts.len()),
-        };
-        for user in users {
-            let status = Status::new(user.status);
-            for key in std::iter::once(user.id.as_str()).chain(user.identifier.as_deref()) {
-                if wanted.contains(key) {
-                    observation.accounts.insert(
-                        key.to_string(),
-                        AccountObservation::Found(ObservedAccount::new(status.clone())),
-                    );
-                }
-            }
-        }
-        Ok(observation)
+        let users = offset_pages(PAGE_SIZE, |offset, limit| self.page(offset, limit)).await?;
+        // An account may be named by its uuid or by its identifier: list it under both.
+        let listed = users.into_iter().flat_map(|user| {
+            let account = ObservedAccount::new(Status::new(user.status));
+            let by_identifier = user
+                .identifier
+                .map(|identifier| (identifier, account.clone()));
+            std::iter::once((user.id, account)).chain(by_identifier)
+        });
+        Ok(Observation::of_listed(accounts, listed))
     }
 
     async fn set_status(

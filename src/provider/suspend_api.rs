@@ -3,7 +3,7 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    AccountObservation, Connect, ConnectError, KindSpec, Observation, ObservedAccount, Provider,
+    api_error, Connect, ConnectError, KindSpec, Observation, ObservedAccount, Provider,
     ProviderError, Refusal, RefusalScope, Setting, WriteAccess, WriteOutcome,
 };
 use crate::plan::Change;
@@ -13,7 +13,6 @@ use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub static KIND: KindSpec = KindSpec {
@@ -77,28 +76,19 @@ impl SuspendApi {
     }
 
     fn error(&self, response: &ApiResponse, account: &str) -> ProviderError {
-        let status = response.status.as_u16();
-        if status == 404 {
-            return ProviderError::NotFound {
-                instance: self.instance().to_string(),
-                account: account.to_string(),
-            };
-        }
-        let message = match serde_json::from_slice::<ErrorBody>(&response.body) {
-            Ok(body) if body.notices.is_empty() => format!("{}: {}", body.code, body.message),
-            Ok(body) => format!(
-                "{}: {} (notices: {})",
-                body.code,
-                body.message,
-                body.notices.join("; ")
-            ),
-            Err(_) => response.text_snippet(),
-        };
-        ProviderError::Api {
-            instance: self.instance().to_string(),
-            status,
-            message,
-        }
+        api_error(self.instance(), response, account, |body| {
+            let body: ErrorBody = serde_json::from_slice(body).ok()?;
+            Some(if body.notices.is_empty() {
+                format!("{}: {}", body.code, body.message)
+            } else {
+                format!(
+                    "{}: {} (notices: {})",
+                    body.code,
+                    body.message,
+                    body.notices.join("; ")
+                )
+            })
+        })
     }
 }
 
@@ -111,10 +101,7 @@ fn error_code(response: &ApiResponse) -> Option<String> {
 #[async_trait]
 impl Provider for SuspendApi {
     async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
-        let wanted: HashSet<&str> = accounts.iter().map(String::as_str).collect();
-        let mut observation = Observation {
-            accounts: HashMap::with_capacity(accounts.len()),
-        };
+        let mut listed = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
             let mut request = ApiRequest::get(&["v1", "users"]).query("limit", PAGE_SIZE);
@@ -127,25 +114,21 @@ impl Provider for SuspendApi {
                 return Err(self.error(&response, "users"));
             }
             let page: Page = response.json(self.instance())?;
-            for user in page.data {
-                if wanted.contains(user.id.as_str()) {
-                    let status = if user.active {
-                        Status::active()
-                    } else {
-                        Status::inactive()
-                    };
-                    let mut account = ObservedAccount::new(status);
-                    if user.is_owner {
-                        account.refusal = Some(Refusal {
-                            applies_to: RefusalScope::Deactivation,
-                            reason: OWNER_REASON.to_string(),
-                        });
-                    }
-                    observation
-                        .accounts
-                        .insert(user.id, AccountObservation::Found(account));
+            listed.extend(page.data.into_iter().map(|user| {
+                let status = if user.active {
+                    Status::active()
+                } else {
+                    Status::inactive()
+                };
+                let mut account = ObservedAccount::new(status);
+                if user.is_owner {
+                    account.refusal = Some(Refusal {
+                        applies_to: RefusalScope::Deactivation,
+                        reason: OWNER_REASON.to_string(),
+                    });
                 }
-            }
+                (user.id, account)
+            }));
             match page.next_cursor {
                 Some(next) if !next.is_empty() && cursor.as_deref() != Some(next.as_str()) => {
                     cursor = Some(next)
@@ -153,7 +136,7 @@ impl Provider for SuspendApi {
                 _ => break,
             }
         }
-        Ok(observation)
+        Ok(Observation::of_listed(accounts, listed))
     }
 
     async fn set_status(
@@ -172,16 +155,16 @@ impl Provider for SuspendApi {
         if response.is_success() {
             return Ok(WriteOutcome::Applied { http_status });
         }
-        if http_status == 403 && error_code(&response).as_deref() != Some("tenant_mismatch") {
-            if let ProviderError::Api { message, .. } = self.error(&response, &change.account_id) {
-                if !change.to.is_active() {
-                    return Ok(WriteOutcome::Refused {
-                        http_status,
-                        reason: message,
-                    });
-                }
-            }
+        let error = self.error(&response, &change.account_id);
+        let known_refusal = http_status == 403
+            && !change.to.is_active()
+            && error_code(&response).as_deref() != Some("tenant_mismatch");
+        match error {
+            ProviderError::Api { message, .. } if known_refusal => Ok(WriteOutcome::Refused {
+                http_status,
+                reason: message,
+            }),
+            error => Err(error),
         }
-        Err(self.error(&response, &change.account_id))
     }
 }

@@ -1,0 +1,396 @@
+//! `acronis`: Acronis Cyber Cloud Account Management API v2, with OAuth2 client
+//! credentials. Reads `GET /api/2/users?uuids=...` (100 ids a call); writes
+//! `PUT /api/2/users/{id} {"enabled", "version"}` with optimistic concurrency.
+
+use super::http::{
+    retry_after, ApiRequest, ApiResponse, Credentials, HttpClient, HttpError, RetryPolicy,
+};
+use super::{
+    api_error, bounded, AccountObservation, Connect, ConnectError, KindSpec, Observation,
+    ObservedAccount, Provider, ProviderError, ResolvedAuth, WriteAccess, WriteOutcome,
+};
+use crate::plan::Change;
+use crate::secret::Secret;
+use async_trait::async_trait;
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::Mutex;
+use url::Url;
+
+pub static KIND: KindSpec = KindSpec {
+    name: "acronis",
+    statuses: &["active", "inactive"],
+    auth: super::AuthStyle::ClientCredentials,
+    settings: &[],
+    connect,
+};
+
+/// The most ids one batch read may carry.
+const BATCH: usize = 100;
+/// A token is renewed this long before `expires_on` (or, for a token issued for less than
+/// twice this, halfway through its life).
+const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+
+fn connect(cx: Connect) -> Result<Arc<dyn Provider>, ConnectError> {
+    let name = cx.instance.name.clone();
+    let ResolvedAuth::ClientCredentials {
+        client_id,
+        client_secret,
+    } = &cx.auth
+    else {
+        return Err(ConnectError::Invalid {
+            instance: name,
+            message: "acronis needs client credentials (client_id_env, client_secret_env)".into(),
+        });
+    };
+    let mut token_url = cx.instance.base_url.clone();
+    token_url
+        .path_segments_mut()
+        .map_err(|_| ConnectError::Invalid {
+            instance: name.clone(),
+            message: "base_url cannot have a path".into(),
+        })?
+        .pop_if_empty()
+        .extend(["api", "2", "idp", "token"]);
+    let tokens = Arc::new(TokenSource {
+        instance: name,
+        token_url,
+        client_id: client_id.clone(),
+        client_secret: client_secret.clone(),
+        current: Mutex::new(None),
+        fetched: AtomicU64::new(0),
+    });
+    let http = cx.http(tokens.clone(), HeaderMap::new(), Vec::new())?;
+    Ok(Arc::new(Acronis { http }))
+}
+
+/// One access token per instance, shared by every request, fetched lazily and renewed
+/// shortly before it expires or once after a 401. The lock makes concurrent requests
+/// wait for a single fetch instead of each asking for a token.
+struct TokenSource {
+    instance: String,
+    token_url: Url,
+    client_id: Secret,
+    client_secret: Secret,
+    /// The token and when to renew it.
+    current: Mutex<Option<(Secret, SystemTime)>>,
+    fetched: AtomicU64,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_on: u64,
+}
+
+/// Why one token request did not give a token.
+enum TokenAttempt {
+    /// Worth another attempt, after `wait` (`Retry-After`) or a backoff.
+    Retry {
+        wait: Option<Duration>,
+        reason: String,
+    },
+    Fatal(HttpError),
+}
+
+impl TokenSource {
+    fn error(&self, reason: impl Into<String>) -> HttpError {
+        HttpError::Token {
+            instance: self.instance.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Fetches a token, waiting out 429 and 503 (`Retry-After`) and retrying other 5xx
+    /// answers and transport errors with backoff, as every other request does.
+    async fn fetch(&self, client: &reqwest::Client) -> Result<(Secret, SystemTime), HttpError> {
+        let policy = RetryPolicy::default();
+        let mut attempt: u32 = 0;
+        loop {
+            let (wait, reason) = match self.fetch_once(client).await {
+                Ok(token) => return Ok(token),
+                Err(TokenAttempt::Fatal(error)) => return Err(error),
+                Err(TokenAttempt::Retry { wait, reason }) => (wait, reason),
+            };
+            if attempt >= policy.max_retries {
+                return Err(
+                    self.error(format!("{reason} (gave up after {} attempts)", attempt + 1))
+                );
+            }
+            let wait = wait
+                .map(|d| d.min(policy.max_retry_after))
+                .unwrap_or_else(|| policy.backoff(attempt));
+            attempt += 1;
+            tracing::debug!(instance = %self.instance, attempt, delay_ms = wait.as_millis() as u64, %reason, "retrying the token request");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn fetch_once(
+        &self,
+        client: &reqwest::Client,
+    ) -> Result<(Secret, SystemTime), TokenAttempt> {
+        self.fetched.fetch_add(1, Ordering::Relaxed);
+        let response = client
+            .post(self.token_url.clone())
+            .basic_auth(self.client_id.expose(), Some(self.client_secret.expose()))
+            .header(ACCEPT, "application/json")
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials")
+            .send()
+            .await
+            .map_err(|e| TokenAttempt::Retry {
+                wait: None,
+                reason: format!(
+                    "token request failed: {}",
+                    if e.is_timeout() {
+                        "timed out"
+                    } else {
+                        "connection error"
+                    }
+                ),
+            })?;
+        let status = response.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(TokenAttempt::Fatal(self.error(format!(
+                "client credentials rejected by the token endpoint (HTTP {})",
+                status.as_u16()
+            ))));
+        }
+        if !status.is_success() {
+            let reason = format!("token endpoint answered HTTP {}", status.as_u16());
+            return Err(
+                if status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                    || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+                {
+                    TokenAttempt::Retry {
+                        wait: retry_after(response.headers()),
+                        reason,
+                    }
+                } else if status.is_server_error() {
+                    TokenAttempt::Retry { wait: None, reason }
+                } else {
+                    TokenAttempt::Fatal(self.error(reason))
+                },
+            );
+        }
+        let body = response.bytes().await.map_err(|_| TokenAttempt::Retry {
+            wait: None,
+            reason: "token response was cut off".to_string(),
+        })?;
+        let token: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            TokenAttempt::Fatal(self.error(format!("token response is missing a field: {e}")))
+        })?;
+        tracing::debug!(instance = %self.instance, expires_on = token.expires_on, "fetched access token");
+        let now = SystemTime::now();
+        let lifetime = (UNIX_EPOCH + Duration::from_secs(token.expires_on))
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO);
+        let renew_at = now + lifetime - REFRESH_MARGIN.min(lifetime / 2);
+        Ok((Secret::new(token.access_token), renew_at))
+    }
+}
+
+#[async_trait]
+impl Credentials for TokenSource {
+    async fn authorization(&self, client: &reqwest::Client) -> Result<Secret, HttpError> {
+        let mut current = self.current.lock().await;
+        let fresh = current
+            .as_ref()
+            .is_some_and(|(_, renew_at)| SystemTime::now() < *renew_at);
+        if !fresh {
+            *current = Some(self.fetch(client).await?);
+        }
+        let (token, _) = current.as_ref().ok_or_else(|| self.error("no token"))?;
+        Ok(Secret::new(format!("Bearer {}", token.expose())))
+    }
+
+    async fn rejected(&self, authorization: &Secret) -> bool {
+        let mut current = self.current.lock().await;
+        // Concurrent requests rejected with the same token share one new token: only the
+        // first drops it; the others find a newer one already in place.
+        let rejected = authorization.expose().strip_prefix("Bearer ");
+        if current
+            .as_ref()
+            .is_some_and(|(token, _)| Some(token.expose()) == rejected)
+        {
+            *current = None;
+        }
+        true
+    }
+}
+
+struct Acronis {
+    http: HttpClient,
+}
+
+#[derive(Deserialize)]
+struct Batch {
+    items: Vec<User>,
+}
+
+#[derive(Deserialize)]
+struct User {
+    id: String,
+    enabled: bool,
+    version: u64,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: Option<ErrorDetail>,
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    message: Option<String>,
+}
+
+fn observed(user: &User) -> ObservedAccount {
+    let status = if user.enabled {
+        crate::status::Status::active()
+    } else {
+        crate::status::Status::inactive()
+    };
+    ObservedAccount {
+        status,
+        refusal: None,
+        revision: Some(user.version),
+    }
+}
+
+impl Acronis {
+    fn instance(&self) -> &str {
+        self.http.instance()
+    }
+
+    fn error(&self, response: &ApiResponse, account: &str) -> ProviderError {
+        api_error(self.instance(), response, account, |body| {
+            let body: ErrorBody = serde_json::from_slice(body).ok()?;
+            body.error.and_then(|e| e.message).or(body.message)
+        })
+    }
+
+    /// Reads up to [`BATCH`] users by id; unknown ids are simply absent.
+    async fn batch(&self, uuids: String) -> Result<Vec<User>, ProviderError> {
+        let response = self
+            .http
+            .read(ApiRequest::get(&["api", "2", "users"]).query("uuids", uuids))
+            .await?;
+        if !response.is_success() {
+            return Err(self.error(&response, "users"));
+        }
+        Ok(response.json::<Batch>(self.instance())?.items)
+    }
+
+    async fn read_one(&self, id: &str) -> Result<User, ProviderError> {
+        let response = self
+            .http
+            .read(ApiRequest::get(&["api", "2", "users", id]))
+            .await?;
+        if !response.is_success() {
+            return Err(self.error(&response, id));
+        }
+        response.json(self.instance())
+    }
+
+    async fn put(
+        &self,
+        access: &WriteAccess,
+        id: &str,
+        enabled: bool,
+        version: u64,
+    ) -> Result<ApiResponse, ProviderError> {
+        let request = ApiRequest::new(Method::PUT, &["api", "2", "users", id])
+            .json(json!({ "enabled": enabled, "version": version }));
+        Ok(self.http.write(access, request).await?)
+    }
+}
+
+#[async_trait]
+impl Provider for Acronis {
+    async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
+        // An id with a comma cannot travel in `uuids=`; it is read on its own.
+        let (batchable, single): (Vec<&String>, Vec<&String>) =
+            accounts.iter().partition(|id| !id.contains(','));
+        let chunks: Vec<String> = batchable
+            .chunks(BATCH)
+            .map(|c| c.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","))
+            .collect();
+        let mut observation = Observation {
+            accounts: HashMap::with_capacity(accounts.len()),
+        };
+        for batch in bounded(chunks, 4, |ids| self.batch(ids)).await {
+            for user in batch? {
+                let account = observed(&user);
+                observation
+                    .accounts
+                    .insert(user.id, AccountObservation::Found(account));
+            }
+        }
+        for id in single {
+            match self.read_one(id).await {
+                Ok(user) => {
+                    observation
+                        .accounts
+                        .insert(id.clone(), AccountObservation::Found(observed(&user)));
+                }
+                Err(ProviderError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(observation)
+    }
+
+    async fn set_status(
+        &self,
+        access: &WriteAccess,
+        change: &Change,
+    ) -> Result<WriteOutcome, ProviderError> {
+        let enabled = change.to.is_active();
+        let version = match change.revision {
+            Some(version) => version,
+            None => self.read_one(&change.account_id).await?.version,
+        };
+        let response = self
+            .put(access, &change.account_id, enabled, version)
+            .await?;
+        if response.status.as_u16() != 409 {
+            return if response.is_success() {
+                Ok(WriteOutcome::Applied {
+                    http_status: response.status.as_u16(),
+                })
+            } else {
+                Err(self.error(&response, &change.account_id))
+            };
+        }
+        // Someone changed the user since the read: re-read, re-check, retry once.
+        let fresh = self.read_one(&change.account_id).await?;
+        if fresh.enabled == enabled {
+            return Ok(WriteOutcome::AlreadyConverged {
+                http_status: 409,
+                note: format!(
+                    "already {} when re-read after a version conflict",
+                    change.to
+                ),
+            });
+        }
+        let retry = self
+            .put(access, &change.account_id, enabled, fresh.version)
+            .await?;
+        if retry.is_success() {
+            Ok(WriteOutcome::Applied {
+                http_status: retry.status.as_u16(),
+            })
+        } else {
+            Err(self.error(&retry, &change.account_id))
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! `atlan`: Atlan's service API. Reads `GET /api/service/users?limit&offset&sort`;
+//! writes `POST /api/service/users/{id} {"enabled": bool}`.
+//!
+//! Quirk: admins cannot be deactivated (403 "admin cannot disable fellow admins"), so a
+//! desired deactivation of a `$admin` is planned as blocked, and a 403 on write is too.
+
+use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
+use super::{
+    api_error, offset_pages, Connect, ConnectError, KindSpec, Observation, ObservedAccount,
+    Provider, ProviderError, Refusal, RefusalScope, WriteAccess, WriteOutcome,
+};
+use crate::plan::Change;
+use crate::status::Status;
+use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+pub static KIND: KindSpec = KindSpec {
+    name: "atlan",
+    statuses: &["active", "inactive"],
+    auth: super::AuthStyle::Bearer,
+    settings: &[],
+    connect,
+};
+
+const PAGE_SIZE: usize = 100;
+const ADMIN_REASON: &str =
+    "admin users cannot be deactivated: remove the admin role in Atlan first";
+const UNKNOWN_REASON: &str = "Atlan reports no enabled state (enabled: null); check the user in Atlan before Roster changes it";
+
+fn connect(cx: Connect) -> Result<Arc<dyn Provider>, ConnectError> {
+    let token = BearerToken(cx.auth.bearer_ref(&cx.instance.name)?);
+    let http = cx.http(Arc::new(token), HeaderMap::new(), Vec::new())?;
+    Ok(Arc::new(Atlan { http }))
+}
+
+struct Atlan {
+    http: HttpClient,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Page {
+    filter_record: usize,
+    records: Vec<User>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct User {
+    id: String,
+    enabled: Option<bool>,
+    #[serde(default)]
+    workspace_role: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    message: String,
+}
+
+impl Atlan {
+    fn instance(&self) -> &str {
+        self.http.instance()
+    }
+
+    async fn page(&self, offset: usize, limit: usize) -> Result<(Vec<User>, usize), ProviderError> {
+        let request = ApiRequest::get(&["api", "service", "users"])
+            .query("limit", limit)
+            .query("offset", offset)
+            .query("sort", "username");
+        let response = self.http.read(request).await?;
+        if !response.is_success() {
+            return Err(self.error(&response, "users"));
+        }
+        let page: Page = response.json(self.instance())?;
+        Ok((page.records, page.filter_record))
+    }
+
+    fn error(&self, response: &ApiResponse, account: &str) -> ProviderError {
+        api_error(self.instance(), response, account, |body| {
+            serde_json::from_slice::<ErrorBody>(body)
+                .ok()
+                .map(|b| b.message)
+        })
+    }
+}
+
+fn observed(user: &User) -> ObservedAccount {
+    match user.enabled {
+        None => ObservedAccount {
+            status: Status::new("unknown"),
+            refusal: Some(Refusal {
+                applies_to: RefusalScope::AnyChange,
+                reason: UNKNOWN_REASON.to_string(),
+            }),
+            revision: None,
+        },
+        Some(enabled) => {
+            let mut account = ObservedAccount::new(if enabled {
+                Status::active()
+            } else {
+                Status::inactive()
+            });
+            if user.workspace_role.as_deref() == Some("$admin") {
+                account.refusal = Some(Refusal {
+                    applies_to: RefusalScope::Deactivation,
+                    reason: ADMIN_REASON.to_string(),
+                });
+            }
+            account
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for Atlan {
+    async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
+        let users = offset_pages(PAGE_SIZE, |offset, limit| self.page(offset, limit)).await?;
+        let listed = users.iter().map(|user| (user.id.clone(), observed(user)));
+        Ok(Observation::of_listed(accounts, listed))
+    }
+
+    async fn set_status(
+        &self,
+        access: &WriteAccess,
+        change: &Change,
+    ) -> Result<WriteOutcome, ProviderError> {
+        let body = json!({ "enabled": change.to.is_active() });
+        let request = ApiRequest::new(
+            Method::POST,
+            &["api", "service", "users", &change.account_id],
+        )
+        .json(body);
+        let response = self.http.write(access, request).await?;
+        let http_status = response.status.as_u16();
+        if response.is_success() {
+            return Ok(WriteOutcome::Applied { http_status });
+        }
+        match self.error(&response, &change.account_id) {
+            ProviderError::Api { message, .. } if http_status == 403 && !change.to.is_active() => {
+                Ok(WriteOutcome::Refused {
+                    http_status,
+                    reason: format!("{message} ({ADMIN_REASON})"),
+                })
+            }
+            error => Err(error),
+        }
+    }
+}

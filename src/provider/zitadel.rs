@@ -1,0 +1,216 @@
+//! `zitadel`: ZITADEL's resource API v3alpha. Reads `POST .../users/_search`; writes
+//! `POST .../users/{id}/_deactivate` or `_activate`.
+//!
+//! Quirks: `_deactivate` on an already inactive user (and `_activate` on an active one)
+//! answers 400 FAILED_PRECONDITION; after re-reading the user this counts as converged.
+//! Locked and other states are shown as they are and never changed.
+
+use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
+use super::{
+    api_error, offset_pages, Connect, ConnectError, KindSpec, Observation, ObservedAccount,
+    Provider, ProviderError, Refusal, RefusalScope, Setting, WriteAccess, WriteOutcome,
+};
+use crate::plan::Change;
+use crate::status::Status;
+use async_trait::async_trait;
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+pub static KIND: KindSpec = KindSpec {
+    name: "zitadel",
+    statuses: &["active", "inactive"],
+    auth: super::AuthStyle::Bearer,
+    settings: &[Setting {
+        key: "organization_id",
+        required: false,
+    }],
+    connect,
+};
+
+/// The largest page ZITADEL serves; servers that grant less are paged by what they grant.
+const PAGE_SIZE: usize = 1000;
+const USERS: &[&str] = &["resources", "v3alpha", "users"];
+/// gRPC's FAILED_PRECONDITION, as ZITADEL writes it in error bodies.
+const FAILED_PRECONDITION: i64 = 9;
+
+fn connect(cx: Connect) -> Result<Arc<dyn Provider>, ConnectError> {
+    let query = cx
+        .instance
+        .setting("organization_id")
+        .map(|org| vec![("organization.orgId".to_string(), org.to_string())])
+        .unwrap_or_default();
+    let token = BearerToken(cx.auth.bearer_ref(&cx.instance.name)?);
+    let http = cx.http(Arc::new(token), HeaderMap::new(), query)?;
+    Ok(Arc::new(Zitadel { http }))
+}
+
+struct Zitadel {
+    http: HttpClient,
+}
+
+#[derive(Deserialize)]
+struct SearchResponse {
+    details: SearchDetails,
+    #[serde(default)]
+    result: Vec<User>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SearchDetails {
+    /// A string of digits: protobuf JSON writes 64-bit integers as strings.
+    total_result: String,
+}
+
+#[derive(Deserialize)]
+struct User {
+    id: String,
+    state: String,
+}
+
+#[derive(Deserialize)]
+struct GetResponse {
+    user: User,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    code: i64,
+    #[serde(default)]
+    message: String,
+}
+
+fn path(id: &str, action: Option<&str>) -> Vec<String> {
+    USERS
+        .iter()
+        .map(|s| s.to_string())
+        .chain([id.to_string()])
+        .chain(action.map(String::from))
+        .collect()
+}
+
+impl Zitadel {
+    fn instance(&self) -> &str {
+        self.http.instance()
+    }
+
+    async fn page(&self, offset: usize, limit: usize) -> Result<(Vec<User>, usize), ProviderError> {
+        let request = ApiRequest::new(Method::POST, &[USERS, &["_search"]].concat())
+            .query("query.offset", offset)
+            .query("query.limit", limit)
+            .json(json!({ "filters": [] }));
+        let response = self.http.read(request).await?;
+        if !response.is_success() {
+            return Err(self.error(&response, "users"));
+        }
+        let page: SearchResponse = response.json(self.instance())?;
+        let total = page.details.total_result.parse::<usize>().map_err(|_| {
+            ProviderError::InvalidResponse {
+                instance: self.instance().to_string(),
+                detail: format!(
+                    "details.totalResult is not a number: {:?}",
+                    page.details.total_result
+                ),
+            }
+        })?;
+        Ok((page.result, total))
+    }
+
+    async fn read_one(&self, id: &str) -> Result<User, ProviderError> {
+        let segments = path(id, None);
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let response = self.http.read(ApiRequest::get(&segments)).await?;
+        if !response.is_success() {
+            return Err(self.error(&response, id));
+        }
+        Ok(response.json::<GetResponse>(self.instance())?.user)
+    }
+
+    fn error(&self, response: &ApiResponse, account: &str) -> ProviderError {
+        api_error(self.instance(), response, account, |body| {
+            serde_json::from_slice::<ErrorBody>(body)
+                .ok()
+                .map(|b| b.message)
+        })
+    }
+}
+
+/// Maps a ZITADEL state to a status; anything but active/inactive is shown as it is
+/// (`USER_STATE_LOCKED` → `locked`) and blocked.
+fn observed(state: &str) -> ObservedAccount {
+    match state {
+        "USER_STATE_ACTIVE" => ObservedAccount::new(Status::active()),
+        "USER_STATE_INACTIVE" => ObservedAccount::new(Status::inactive()),
+        other => {
+            let name = other
+                .strip_prefix("USER_STATE_")
+                .unwrap_or(other)
+                .to_ascii_lowercase();
+            let reason = if name == "locked" {
+                "the user is locked in ZITADEL; unlocking is a separate human decision".to_string()
+            } else {
+                format!("ZITADEL state {other} cannot be changed by Roster")
+            };
+            ObservedAccount {
+                status: Status::new(name),
+                refusal: Some(Refusal {
+                    applies_to: RefusalScope::AnyChange,
+                    reason,
+                }),
+                revision: None,
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for Zitadel {
+    async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
+        let users = offset_pages(PAGE_SIZE, |offset, limit| self.page(offset, limit)).await?;
+        let listed = users.into_iter().map(|user| {
+            let account = observed(&user.state);
+            (user.id, account)
+        });
+        Ok(Observation::of_listed(accounts, listed))
+    }
+
+    async fn set_status(
+        &self,
+        access: &WriteAccess,
+        change: &Change,
+    ) -> Result<WriteOutcome, ProviderError> {
+        let action = if change.to.is_active() {
+            "_activate"
+        } else {
+            "_deactivate"
+        };
+        let segments = path(&change.account_id, Some(action));
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let request = ApiRequest::new(Method::POST, &segments).json(json!({}));
+        let response = self.http.write(access, request).await?;
+        let http_status = response.status.as_u16();
+        if response.is_success() {
+            return Ok(WriteOutcome::Applied { http_status });
+        }
+        let precondition = http_status == 400
+            && serde_json::from_slice::<ErrorBody>(&response.body)
+                .is_ok_and(|b| b.code == FAILED_PRECONDITION);
+        if precondition {
+            // The state changed between read and write; confirm it is now the desired one.
+            let now = observed(&self.read_one(&change.account_id).await?.state);
+            if now.status == change.to {
+                return Ok(WriteOutcome::AlreadyConverged {
+                    http_status,
+                    note: format!(
+                        "already {} when the write landed (changed by someone else since the read)",
+                        change.to
+                    ),
+                });
+            }
+        }
+        Err(self.error(&response, &change.account_id))
+    }
+}
