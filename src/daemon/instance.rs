@@ -104,7 +104,7 @@ pub enum PassResult {
 }
 
 impl PassResult {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             PassResult::Success => "success",
             PassResult::Error => "error",
@@ -283,7 +283,18 @@ impl InstanceLoop {
                     error: self.account_total(&loaded),
                     ..AccountCounts::default()
                 };
-                self.finish(reason, PassResult::Error, started, None, accounts, 0, 0);
+                self.finish(
+                    PassMetrics {
+                        instance: &self.name,
+                        reason,
+                        result: PassResult::Error,
+                        duration: started.elapsed(),
+                        report: None,
+                        accounts,
+                        drift: 0,
+                    },
+                    0,
+                );
                 return PassResult::Error;
             }
         };
@@ -343,12 +354,15 @@ impl InstanceLoop {
         };
         let requests = self.observer.request_count() - requests_before;
         self.finish(
-            reason,
-            result,
-            started,
-            Some(&report),
-            accounts,
-            drift,
+            PassMetrics {
+                instance: &self.name,
+                reason,
+                result,
+                duration: started.elapsed(),
+                report: Some(&report),
+                accounts,
+                drift,
+            },
             requests,
         );
         result
@@ -406,27 +420,10 @@ impl InstanceLoop {
         self.converged = converged;
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn finish(
-        &self,
-        reason: Reason,
-        result: PassResult,
-        started: Instant,
-        report: Option<&ApplyReport>,
-        accounts: AccountCounts,
-        drift: u64,
-        requests: u64,
-    ) {
-        let duration = started.elapsed();
-        self.context.metrics.pass_finished(&PassMetrics {
-            instance: &self.name,
-            reason: reason.as_str(),
-            result: result.as_str(),
-            duration,
-            report,
-            accounts,
-            drift,
-        });
+    /// Records the pass in the metrics and writes its one summary line.
+    fn finish(&self, pass: PassMetrics<'_>, requests: u64) {
+        self.context.metrics.pass_finished(&pass);
+        let report = pass.report;
         let count = |outcome| report.map_or(0, |r| r.count(outcome));
         let errors = report.map_or(1, |r| r.errors.len());
         let refused: usize = report.map_or(0, |r| r.refused.iter().map(|g| g.changes).sum());
@@ -434,25 +431,25 @@ impl InstanceLoop {
             ($level:ident) => {
                 tracing::$level!(
                     instance = %self.name,
-                    reason = %reason,
-                    result = result.as_str(),
+                    reason = %pass.reason,
+                    result = pass.result.as_str(),
                     changes = count(Outcome::Applied),
                     already_converged = count(Outcome::AlreadyConverged),
                     failed = count(Outcome::Failed),
                     refused,
-                    in_sync = accounts.in_sync,
-                    blocked = accounts.blocked,
+                    in_sync = pass.accounts.in_sync,
+                    blocked = pass.accounts.blocked,
                     errors,
-                    drift,
-                    duration_ms = duration.as_millis() as u64,
+                    drift = pass.drift,
+                    duration_ms = pass.duration.as_millis() as u64,
                     requests,
                     "pass finished"
                 )
             };
         }
-        match result {
-            PassResult::Success | PassResult::Interrupted => summary!(info),
+        match pass.result {
             PassResult::Error | PassResult::Refused => summary!(warn),
+            PassResult::Success | PassResult::Interrupted => summary!(info),
         }
     }
 }

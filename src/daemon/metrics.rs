@@ -2,6 +2,7 @@
 //! OpenMetrics text format by `/metrics`. Names carry the `roster_` prefix; counters end
 //! in `_total` and durations in `_seconds` (the encoder adds both suffixes).
 
+use super::instance::{PassResult, Reason};
 use crate::apply::{ApplyReport, Outcome};
 use crate::provider::RequestObserver;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -256,14 +257,14 @@ impl Metrics {
         self.passes
             .get_or_create(&PassLabels {
                 instance: pass.instance.into(),
-                reason: pass.reason.into(),
-                result: pass.result.into(),
+                reason: pass.reason.as_str().into(),
+                result: pass.result.as_str().into(),
             })
             .inc();
         self.pass_duration
             .get_or_create(&instance())
             .observe(pass.duration.as_secs_f64());
-        if pass.result == "success" {
+        if pass.result == PassResult::Success {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
@@ -334,8 +335,8 @@ pub struct AccountCounts {
 /// What [`Metrics::pass_finished`] records.
 pub struct PassMetrics<'a> {
     pub instance: &'a str,
-    pub reason: &'a str,
-    pub result: &'a str,
+    pub reason: Reason,
+    pub result: PassResult,
     pub duration: Duration,
     /// Absent when the pass ended before apply (instance unreadable, not connected).
     pub report: Option<&'a ApplyReport>,
@@ -415,8 +416,8 @@ mod tests {
         observer.retry_scheduled("portal");
         metrics.pass_finished(&PassMetrics {
             instance: "portal",
-            reason: "startup",
-            result: "success",
+            reason: Reason::Startup,
+            result: PassResult::Success,
             duration: Duration::from_millis(80),
             report: Some(&ApplyReport::default()),
             accounts: AccountCounts {
