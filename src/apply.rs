@@ -10,6 +10,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
+use tokio_util::sync::CancellationToken;
 
 /// The capability to make write calls. Its only constructor is private to this module,
 /// so code that never goes through [`apply`] (the `plan` command) cannot write.
@@ -30,6 +31,9 @@ pub struct ApplyOptions {
     pub allow_mass_change: bool,
     /// Recorded with every audit line when the folder is a git checkout.
     pub git_commit: Option<String>,
+    /// Once cancelled, no further write call is started; calls already in flight finish
+    /// and are audited. The daemon cancels it on SIGTERM, so shutdown makes no new calls.
+    pub stop: Option<CancellationToken>,
 }
 
 /// What one write achieved.
@@ -90,6 +94,9 @@ pub struct ApplyReport {
     pub refused: Vec<GuardRefusal>,
     /// Read errors carried over from the plan.
     pub errors: Vec<PlanError>,
+    /// Changes left unattempted because [`ApplyOptions::stop`] was cancelled.
+    #[serde(skip)]
+    pub not_attempted: usize,
 }
 
 impl ApplyReport {
@@ -101,7 +108,10 @@ impl ApplyReport {
     pub fn exit_code(&self) -> i32 {
         if !self.refused.is_empty() {
             3
-        } else if !self.errors.is_empty() || self.count(Outcome::Failed) > 0 {
+        } else if !self.errors.is_empty()
+            || self.count(Outcome::Failed) > 0
+            || self.not_attempted > 0
+        {
             1
         } else {
             0
@@ -159,12 +169,14 @@ pub async fn apply(
             "safety guard: more changes than max_changes; none made at this instance (review, then raise max_changes or use --allow-mass-change)"
         );
     }
-    let mut per_instance: BTreeMap<&str, Vec<&Change>> = BTreeMap::new();
+    // Owned changes: a closure over `&Change` would be inferred higher-ranked, and the
+    // future would then not be provably `Send` for the daemon's `tokio::spawn`.
+    let mut per_instance: BTreeMap<&str, Vec<Change>> = BTreeMap::new();
     for change in &plan.changes {
         per_instance
             .entry(change.provider.as_str())
             .or_default()
-            .push(change);
+            .push(change.clone());
     }
     let access = WriteAccess::grant();
     let mut runs = Vec::new();
@@ -181,17 +193,24 @@ pub async fn apply(
         let access = &access;
         runs.push(async move {
             bounded(changes, config.max_concurrency, |change| async move {
-                let result = write_one(provider.as_ref(), access, change).await;
+                if options.stop.as_ref().is_some_and(|s| s.is_cancelled()) {
+                    return None;
+                }
+                let result = write_one(provider.as_ref(), access, &change).await;
                 if let Some(audit) = audit {
                     record(audit, &result, options.git_commit.as_deref());
                 }
-                result
+                Some(result)
             })
             .await
         });
     }
     for results in futures::future::join_all(runs).await {
         for result in results {
+            let Some(result) = result else {
+                report.not_attempted += 1;
+                continue;
+            };
             if result.outcome == Outcome::Blocked {
                 report.blocked.push(Blocked {
                     provider: result.provider.clone(),

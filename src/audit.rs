@@ -78,6 +78,16 @@ impl AuditLog {
             })
     }
 
+    /// Exits the process at once, but never in the middle of a line: waits for a write
+    /// in progress to finish (used when a second shutdown signal arrives).
+    pub fn exit_process(&self, code: i32) -> ! {
+        let _file = self
+            .file
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        std::process::exit(code)
+    }
+
     /// Reopens the file at its path, after logrotate moved the old one away.
     pub fn reopen(&self) -> Result<(), AuditError> {
         let fresh = Self::open_file(&self.path)?;

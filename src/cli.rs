@@ -12,6 +12,7 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -44,6 +45,9 @@ pub enum Command {
     Plan(PlanArgs),
     /// One reconcile pass, then a summary. Exit 0 converged, 1 error, 3 guard refused.
     Apply(ApplyArgs),
+    /// The daemon: reconcile at start, on every folder change and every --interval;
+    /// serve /healthz, /readyz and /metrics. Exit 0 after SIGTERM or SIGINT.
+    Run(RunArgs),
     /// Start simulators for every provider kind on loopback, then plan, apply, plan again.
     Demo,
     /// Run one built-in provider simulator on loopback, for trying Roster by hand.
@@ -116,6 +120,39 @@ pub struct ApplyArgs {
     pub audit_log: Option<PathBuf>,
 }
 
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub folder: FolderArgs,
+    /// Time between passes when nothing changes (humantime: 30s, 5m, 1h), with a little jitter.
+    #[arg(long, default_value = "5m", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Address for /healthz, /readyz and /metrics (port 0 picks a free port).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9464")]
+    pub listen: String,
+    /// Append one JSON line per write call to this file; reopened on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// Replace every instance's max_changes, on every pass.
+    #[arg(long, value_name = "N")]
+    pub max_changes: Option<usize>,
+    /// Lift the max_changes safety guard, on every pass.
+    #[arg(long)]
+    pub allow_mass_change: bool,
+    /// On SIGTERM/SIGINT, how long to wait for calls in flight before giving up.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub grace_period: Duration,
+}
+
+/// An interval under a second would turn the daemon into a busy loop against providers.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if interval < Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    Ok(interval)
+}
+
 /// Runs the parsed command and returns the process exit code; an error is printed to
 /// stderr in the chosen log format and exits 1.
 pub fn execute(cli: Cli) -> u8 {
@@ -151,11 +188,13 @@ fn say(format: LogFormat, text_prefix: &str, message: &str) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
-    init_logging(cli.verbose, cli.log_format, false);
+    let daemon = matches!(cli.command, Command::Run(_));
+    init_logging(cli.verbose, cli.log_format, daemon);
     match cli.command {
         Command::Validate(args) => Ok(validate(&args.dir, cli.log_format)),
         Command::Plan(args) => runtime()?.block_on(plan(args)),
         Command::Apply(args) => runtime()?.block_on(apply(args)),
+        Command::Run(args) => runtime()?.block_on(run_daemon(args)),
         Command::Demo => {
             let text = runtime()?.block_on(crate::demo::run())?;
             print(&text)?;
@@ -163,6 +202,21 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Simulate(args) => runtime()?.block_on(simulate(args)),
     }
+}
+
+async fn run_daemon(args: RunArgs) -> anyhow::Result<u8> {
+    crate::daemon::run(crate::daemon::DaemonConfig {
+        dir: args.folder.dir,
+        interval: args.interval,
+        listen: args.listen,
+        audit_log: args.audit_log,
+        providers: args.folder.providers,
+        max_changes: args.max_changes,
+        allow_mass_change: args.allow_mass_change,
+        grace_period: args.grace_period,
+    })
+    .await?;
+    Ok(0)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -284,6 +338,7 @@ async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
         max_changes: args.max_changes,
         allow_mass_change: args.allow_mass_change,
         git_commit: audit::git_commit(&args.folder.dir),
+        stop: None,
     };
     let summary = apply::apply(&plan, &desired, &providers, &options, audit.as_ref()).await;
     print(&report::render_apply(&summary, args.format))?;

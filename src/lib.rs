@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod audit;
 pub mod cli;
+pub mod daemon;
 pub mod demo;
 pub mod desired;
 pub mod plan;

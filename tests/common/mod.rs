@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod daemon;
+#[allow(unused_imports)]
+pub use daemon::*;
+
 /// A test world: a temporary folder, the simulators, and the secrets the binary gets.
 pub struct World {
     pub dir: tempfile::TempDir,

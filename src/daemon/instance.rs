@@ -1,0 +1,522 @@
+//! One provider instance's loop: wait for a trigger, run a pass (observe, plan, apply),
+//! record it, schedule the next one.
+//!
+//! The loop only schedules; [`crate::plan::compute`] decides and [`crate::apply::apply`]
+//! acts. Every pass carries the [`Reason`] it runs for, shown in its log span and metrics.
+//! Triggers collapse in a single pending slot, so a burst of folder changes queues one
+//! pass; passes of one instance never overlap because one task runs them in sequence.
+
+use super::metrics::{AccountCounts, InstanceObserver, PassMetrics};
+use super::{Context, Loaded};
+use crate::apply::{self, ApplyOptions, ApplyReport, Outcome};
+use crate::plan::{self, Plan};
+use crate::provider::{self, Provider};
+use crate::reconcile;
+use crate::status::Status;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// Why a pass runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// The first pass after the daemon started.
+    Startup,
+    /// The periodic pass that catches drift made at the provider.
+    Interval,
+    /// The folder changed what this instance should look like (or it was just added).
+    FolderChanged,
+    /// The previous pass failed; backing off.
+    Retry,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Startup => "startup",
+            Reason::Interval => "interval",
+            Reason::FolderChanged => "folder_changed",
+            Reason::Retry => "retry",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One pending-pass slot. Any number of triggers before the loop gets to it become one
+/// pass, run for the first reason given.
+#[derive(Default)]
+pub struct TriggerSlot {
+    pending: Mutex<Option<Reason>>,
+    wake: Notify,
+}
+
+impl TriggerSlot {
+    pub fn trigger(&self, reason: Reason) {
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        pending.get_or_insert(reason);
+        drop(pending);
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> Option<Reason> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+
+    /// Waits for a trigger and takes it, leaving the slot empty.
+    async fn next(&self) -> Reason {
+        loop {
+            if let Some(reason) = self.take() {
+                return reason;
+            }
+            self.wake.notified().await;
+        }
+    }
+}
+
+/// How a pass ended, for scheduling and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PassResult {
+    /// Everything read, every needed write made.
+    Success,
+    /// A read or a write failed, or the instance could not be connected.
+    Error,
+    /// The safety guard refused the pass: reported every pass, but not retried early,
+    /// since only a person (or a folder change) can resolve it.
+    Refused,
+    /// Shutdown (or the instance leaving the folder) interrupted the pass.
+    Interrupted,
+}
+
+impl PassResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PassResult::Success => "success",
+            PassResult::Error => "error",
+            PassResult::Refused => "refused",
+            PassResult::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// The shortest wait before retrying a failed pass (unless the interval is shorter).
+const RETRY_BASE: Duration = Duration::from_secs(5);
+
+/// When the next pass is due after one that ended with `result`, and why.
+/// `failures` counts consecutive failed passes, this one included; `jitter` is in [0, 1).
+///
+/// Retries back off exponentially from [`RETRY_BASE`] with jitter, never slower than the
+/// interval; interval passes come a little early, by up to a tenth of the interval, so
+/// that many instances started together spread out.
+pub fn next_pass(
+    result: PassResult,
+    failures: u32,
+    interval: Duration,
+    jitter: f64,
+) -> (Duration, Reason) {
+    let jitter = jitter.clamp(0.0, 1.0);
+    match result {
+        PassResult::Error => {
+            let exponent = failures.saturating_sub(1).min(16);
+            let backoff = RETRY_BASE.saturating_mul(1 << exponent).min(interval);
+            let jittered = backoff.mul_f64(0.8 + 0.2 * jitter);
+            let floor = (RETRY_BASE * 3 / 5).min(interval);
+            (jittered.max(floor), Reason::Retry)
+        }
+        _ => (interval.mul_f64(1.0 - 0.1 * jitter), Reason::Interval),
+    }
+}
+
+/// What the supervisor keeps of a running loop.
+pub struct LoopHandle {
+    pub slot: Arc<TriggerSlot>,
+    pub stop: CancellationToken,
+    pub task: JoinHandle<()>,
+    /// Identifies the instance's configuration and accounts, to trigger only the
+    /// instances a reload changed.
+    pub fingerprint: u64,
+}
+
+/// Starts the loop of `name`. It first waits for `previous` (the loop of an instance of
+/// the same name that is being retired) so that two passes of one instance never overlap.
+pub fn spawn(
+    name: String,
+    first: Reason,
+    folder: watch::Receiver<Arc<Loaded>>,
+    context: Arc<Context>,
+    stop: CancellationToken,
+    previous: Option<JoinHandle<()>>,
+    fingerprint: u64,
+) -> LoopHandle {
+    let slot = Arc::new(TriggerSlot::default());
+    slot.trigger(first);
+    let observer = Arc::new(InstanceObserver::new(context.metrics.clone()));
+    let instance_loop = InstanceLoop {
+        name,
+        slot: slot.clone(),
+        folder,
+        context,
+        stop: stop.clone(),
+        observer,
+        connected: None,
+        converged: HashMap::new(),
+        failures: 0,
+        first_pass_done: false,
+    };
+    let task = tokio::spawn(async move {
+        if let Some(previous) = previous {
+            let _ = previous.await;
+        }
+        instance_loop.run().await;
+    });
+    LoopHandle {
+        slot,
+        stop,
+        task,
+        fingerprint,
+    }
+}
+
+struct InstanceLoop {
+    name: String,
+    slot: Arc<TriggerSlot>,
+    folder: watch::Receiver<Arc<Loaded>>,
+    context: Arc<Context>,
+    stop: CancellationToken,
+    observer: Arc<InstanceObserver>,
+    /// The adapter, and the folder generation it was built from: every valid reload
+    /// reconnects, so a changed `base_url` or a rotated secret file takes effect.
+    connected: Option<(u64, Arc<dyn Provider>)>,
+    /// Accounts in the desired status at the end of the last pass, with that status:
+    /// a change planned for one of them, towards the same status, was made by hand.
+    converged: HashMap<String, Status>,
+    failures: u32,
+    first_pass_done: bool,
+}
+
+impl InstanceLoop {
+    async fn run(mut self) {
+        let mut due: Option<(Instant, Reason)> = None;
+        loop {
+            let timer = async {
+                match due {
+                    Some((at, reason)) => {
+                        tokio::time::sleep_until(at.into()).await;
+                        reason
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let reason = tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => break,
+                reason = self.slot.next() => reason,
+                reason = timer => reason,
+            };
+            let span = tracing::info_span!("pass", instance = %self.name, reason = %reason);
+            let result = self.pass(reason).instrument(span).await;
+            if !self.first_pass_done && result != PassResult::Interrupted {
+                self.first_pass_done = true;
+                self.context.health.first_pass_done(&self.name);
+            }
+            if result == PassResult::Error {
+                self.failures += 1;
+            } else {
+                self.failures = 0;
+            }
+            let (delay, reason) = next_pass(
+                result,
+                self.failures,
+                self.context.interval,
+                rand::random::<f64>(),
+            );
+            due = Some((Instant::now() + delay, reason));
+        }
+        tracing::debug!(instance = %self.name, "instance loop stopped");
+    }
+
+    /// The adapter for `loaded`, connecting (again) when the folder was reloaded.
+    fn provider(&mut self, loaded: &Loaded) -> Result<Arc<dyn Provider>, String> {
+        if let Some((generation, provider)) = &self.connected {
+            if *generation == loaded.generation {
+                return Ok(provider.clone());
+            }
+        }
+        let config = loaded
+            .desired
+            .instances
+            .get(&self.name)
+            .ok_or_else(|| format!("{}: no longer in providers.yaml", self.name))?;
+        let provider = provider::connect(config, self.observer.clone()).map_err(|e| {
+            self.connected = None;
+            e.to_string()
+        })?;
+        self.connected = Some((loaded.generation, provider.clone()));
+        Ok(provider)
+    }
+
+    async fn pass(&mut self, reason: Reason) -> PassResult {
+        let started = Instant::now();
+        let requests_before = self.observer.request_count();
+        let loaded = self.folder.borrow().clone();
+        let desired = &loaded.desired;
+        let provider = match self.provider(&loaded) {
+            Ok(provider) => provider,
+            Err(message) => {
+                tracing::error!(instance = %self.name, error = %message, "cannot connect");
+                let accounts = AccountCounts {
+                    error: self.account_total(&loaded),
+                    ..AccountCounts::default()
+                };
+                self.finish(
+                    PassMetrics {
+                        instance: &self.name,
+                        reason,
+                        result: PassResult::Error,
+                        duration: started.elapsed(),
+                        report: None,
+                        accounts,
+                        drift: 0,
+                    },
+                    0,
+                );
+                return PassResult::Error;
+            }
+        };
+        let observation = tokio::select! {
+            biased;
+            _ = self.stop.cancelled() => return PassResult::Interrupted,
+            observation = reconcile::observe_instance(desired, &self.name, provider.as_ref()) => observation,
+        };
+        let observed = BTreeMap::from([(self.name.clone(), observation)]);
+        let plan = plan::compute(desired, &observed);
+        let drift = self.log_drift(&plan);
+        for error in &plan.errors {
+            match (&error.user, &error.account_id) {
+                (Some(user), Some(account)) => tracing::warn!(
+                    instance = %self.name, %user, %account, error = %error.message,
+                    "cannot read the account"
+                ),
+                _ => tracing::warn!(
+                    instance = %self.name, error = %error.message,
+                    "cannot read the instance"
+                ),
+            }
+        }
+        let options = ApplyOptions {
+            max_changes: self.context.max_changes,
+            allow_mass_change: self.context.allow_mass_change,
+            git_commit: loaded.git_commit.clone(),
+            stop: Some(self.stop.clone()),
+        };
+        let providers = BTreeMap::from([(self.name.clone(), provider)]);
+        let report = apply::apply(
+            &plan,
+            desired,
+            &providers,
+            &options,
+            self.context.audit.as_deref(),
+        )
+        .await;
+        let result = if report.not_attempted > 0 {
+            PassResult::Interrupted
+        } else if !report.refused.is_empty() {
+            PassResult::Refused
+        } else if !report.errors.is_empty() || report.count(Outcome::Failed) > 0 {
+            PassResult::Error
+        } else {
+            PassResult::Success
+        };
+        let instance_unreadable = plan.errors.iter().any(|e| e.user.is_none());
+        let accounts = if instance_unreadable {
+            AccountCounts {
+                error: self.account_total(&loaded),
+                ..AccountCounts::default()
+            }
+        } else {
+            self.remember_converged(&loaded, &plan, &report);
+            account_counts(&plan, &report)
+        };
+        let requests = self.observer.request_count() - requests_before;
+        self.finish(
+            PassMetrics {
+                instance: &self.name,
+                reason,
+                result,
+                duration: started.elapsed(),
+                report: Some(&report),
+                accounts,
+                drift,
+            },
+            requests,
+        );
+        result
+    }
+
+    fn account_total(&self, loaded: &Loaded) -> usize {
+        loaded
+            .desired
+            .users
+            .iter()
+            .flat_map(|u| &u.accounts)
+            .filter(|a| a.instance == self.name)
+            .count()
+    }
+
+    /// Logs every planned change that undoes a change made at the provider by hand,
+    /// and returns how many there are.
+    fn log_drift(&self, plan: &Plan) -> u64 {
+        let mut drift = 0;
+        for change in &plan.changes {
+            if self.converged.get(&change.account_id) == Some(&change.to) {
+                drift += 1;
+                tracing::info!(
+                    instance = %self.name,
+                    user = %change.user,
+                    account = %change.account_id,
+                    found = %change.from,
+                    desired = %change.to,
+                    "drift: account changed at the provider since the last pass"
+                );
+            }
+        }
+        drift
+    }
+
+    fn remember_converged(&mut self, loaded: &Loaded, plan: &Plan, report: &ApplyReport) {
+        let unsettled: HashSet<&str> = plan
+            .changes
+            .iter()
+            .map(|c| c.account_id.as_str())
+            .chain(plan.blocked.iter().map(|b| b.account_id.as_str()))
+            .chain(plan.errors.iter().filter_map(|e| e.account_id.as_deref()))
+            .collect();
+        let mut converged = HashMap::new();
+        for account in loaded.desired.users.iter().flat_map(|u| &u.accounts) {
+            if account.instance == self.name && !unsettled.contains(account.id.as_str()) {
+                converged.insert(account.id.clone(), account.status.clone());
+            }
+        }
+        for result in &report.results {
+            if matches!(result.outcome, Outcome::Applied | Outcome::AlreadyConverged) {
+                converged.insert(result.account_id.clone(), result.to.clone());
+            }
+        }
+        self.converged = converged;
+    }
+
+    /// Records the pass in the metrics and writes its one summary line.
+    fn finish(&self, pass: PassMetrics<'_>, requests: u64) {
+        self.context.metrics.pass_finished(&pass);
+        let report = pass.report;
+        let count = |outcome| report.map_or(0, |r| r.count(outcome));
+        let errors = report.map_or(1, |r| r.errors.len());
+        let refused: usize = report.map_or(0, |r| r.refused.iter().map(|g| g.changes).sum());
+        macro_rules! summary {
+            ($level:ident) => {
+                tracing::$level!(
+                    instance = %self.name,
+                    reason = %pass.reason,
+                    result = pass.result.as_str(),
+                    changes = count(Outcome::Applied),
+                    already_converged = count(Outcome::AlreadyConverged),
+                    failed = count(Outcome::Failed),
+                    refused,
+                    in_sync = pass.accounts.in_sync,
+                    blocked = pass.accounts.blocked,
+                    errors,
+                    drift = pass.drift,
+                    duration_ms = pass.duration.as_millis() as u64,
+                    requests,
+                    "pass finished"
+                )
+            };
+        }
+        match pass.result {
+            PassResult::Error | PassResult::Refused => summary!(warn),
+            PassResult::Success | PassResult::Interrupted => summary!(info),
+        }
+    }
+}
+
+/// Account states after a pass whose reads succeeded.
+fn account_counts(plan: &Plan, report: &ApplyReport) -> AccountCounts {
+    let settled = report.count(Outcome::Applied) + report.count(Outcome::AlreadyConverged);
+    let refused_at_write = report.count(Outcome::Blocked);
+    AccountCounts {
+        in_sync: plan.in_sync + settled,
+        drifting: plan
+            .changes
+            .len()
+            .saturating_sub(settled + refused_at_write),
+        blocked: report.blocked.len(),
+        error: report.errors.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_between_a_floor_and_the_interval() {
+        let interval = Duration::from_secs(300);
+        let mut previous = Duration::ZERO;
+        for failures in 1..=12 {
+            for jitter in [0.0, 0.5, 0.999] {
+                let (delay, reason) = next_pass(PassResult::Error, failures, interval, jitter);
+                assert_eq!(reason, Reason::Retry);
+                assert!(delay >= Duration::from_secs(3), "{failures}: {delay:?}");
+                assert!(delay <= interval, "{failures}: {delay:?}");
+            }
+            let (delay, _) = next_pass(PassResult::Error, failures, interval, 0.0);
+            assert!(delay >= previous, "backoff must not shrink: {failures}");
+            previous = delay;
+        }
+        assert!(previous >= interval.mul_f64(0.8));
+        // A short interval wins over the floor: never slower than the interval.
+        let (delay, _) = next_pass(PassResult::Error, 1, Duration::from_secs(1), 0.5);
+        assert!(delay <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn refused_and_successful_passes_wait_for_the_interval() {
+        let interval = Duration::from_secs(60);
+        for result in [PassResult::Success, PassResult::Refused] {
+            for jitter in [0.0, 0.999] {
+                let (delay, reason) = next_pass(result, 0, interval, jitter);
+                assert_eq!(reason, Reason::Interval);
+                assert!(delay <= interval && delay >= Duration::from_secs(54));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn triggers_collapse_into_one_pending_pass() {
+        let slot = TriggerSlot::default();
+        slot.trigger(Reason::FolderChanged);
+        for _ in 0..100 {
+            slot.trigger(Reason::Interval);
+        }
+        assert_eq!(slot.next().await, Reason::FolderChanged);
+        let again = tokio::time::timeout(Duration::from_millis(50), slot.next()).await;
+        assert!(again.is_err(), "a second pass was queued");
+        slot.trigger(Reason::Retry);
+        assert_eq!(slot.next().await, Reason::Retry);
+    }
+}

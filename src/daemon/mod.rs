@@ -1,0 +1,495 @@
+//! `roster run`: the long-lived daemon.
+//!
+//! The supervisor here owns the folder: it loads it at start and after every settled
+//! burst of file events ([`watch`]), keeps the last folder that loaded cleanly in force,
+//! and runs one loop per provider instance ([`instance`]), so that a slow or failing
+//! provider never delays another. It also serves `/healthz`, `/readyz` and `/metrics`
+//! ([`server`], [`metrics`]) and turns SIGTERM/SIGINT into a shutdown that starts no new
+//! call and lets calls in flight finish, and SIGHUP into an audit log reopen.
+
+pub mod instance;
+pub mod metrics;
+pub mod server;
+pub mod watch;
+
+use crate::audit::{self, AuditError, AuditLog};
+use crate::desired::{self, DesiredState, Problem};
+use crate::reconcile::{self, UnknownInstance};
+use instance::{LoopHandle, Reason};
+use metrics::Metrics;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::IntoFuture;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Everything `roster run` needs, as given on the command line.
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    pub dir: PathBuf,
+    /// Time between passes of one instance when nothing else triggers one.
+    pub interval: Duration,
+    /// Address of the health and metrics endpoint; port 0 picks a free port.
+    pub listen: String,
+    pub audit_log: Option<PathBuf>,
+    /// `--provider`: only these instances; all when empty.
+    pub providers: Vec<String>,
+    pub max_changes: Option<usize>,
+    pub allow_mass_change: bool,
+    /// How long a shutdown waits for calls in flight.
+    pub grace_period: Duration,
+}
+
+/// Why the daemon stopped other than by a clean shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot listen on {address}: {source} (use --listen HOST:PORT)")]
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    UnknownInstance(#[from] UnknownInstance),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("cannot watch the folder: {0}")]
+    Watch(notify::Error),
+    #[error("the metrics server failed: {0}")]
+    Server(std::io::Error),
+    #[error(
+        "grace period of {grace} expired with passes still running at: {instances}; \
+         a write call in flight then may have been made without an audit line"
+    )]
+    GraceExpired { grace: String, instances: String },
+}
+
+/// A folder that loaded cleanly: the state every pass works from until the next one.
+pub struct Loaded {
+    pub desired: DesiredState,
+    /// Recorded in audit lines and in `roster_desired_state_info`.
+    pub git_commit: Option<String>,
+    /// Increases with every valid reload; loops reconnect when it changes.
+    pub generation: u64,
+}
+
+/// What every instance loop shares.
+pub struct Context {
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub audit: Option<Arc<AuditLog>>,
+    pub interval: Duration,
+    pub max_changes: Option<usize>,
+    pub allow_mass_change: bool,
+}
+
+/// Liveness is the process answering; readiness is this.
+#[derive(Default)]
+pub struct Health {
+    valid: AtomicBool,
+    /// `None` until a folder loaded cleanly; then the instances whose first pass has
+    /// not finished yet. Instances added by later reloads do not make it unready again.
+    awaiting_first_pass: Mutex<Option<BTreeSet<String>>>,
+}
+
+impl Health {
+    fn awaiting(&self) -> std::sync::MutexGuard<'_, Option<BTreeSet<String>>> {
+        self.awaiting_first_pass
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn set_valid(&self, valid: bool) {
+        self.valid.store(valid, Ordering::SeqCst);
+    }
+
+    fn expect_first_passes(&self, instances: impl IntoIterator<Item = String>) {
+        let mut awaiting = self.awaiting();
+        if awaiting.is_none() {
+            *awaiting = Some(instances.into_iter().collect());
+        }
+    }
+
+    /// Called by an instance loop when its first pass ended (or when it was removed).
+    pub fn first_pass_done(&self, instance: &str) {
+        if let Some(awaiting) = self.awaiting().as_mut() {
+            awaiting.remove(instance);
+        }
+    }
+
+    /// `Ok` when ready, otherwise why not, for the `/readyz` body.
+    pub fn readiness(&self) -> Result<(), String> {
+        let awaiting = self.awaiting();
+        match awaiting.as_ref() {
+            None => Err("no valid desired-state folder loaded yet".into()),
+            Some(_) if !self.valid.load(Ordering::SeqCst) => {
+                Err("the desired-state folder is invalid; the last good one stays in force".into())
+            }
+            Some(waiting) if !waiting.is_empty() => Err(format!(
+                "waiting for the first pass of: {}",
+                waiting.iter().cloned().collect::<Vec<_>>().join(", ")
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+/// Identifies what an instance should look like: its configuration and its accounts.
+/// A reload triggers a pass only at instances whose fingerprint changed.
+fn fingerprint(desired: &DesiredState, instance: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    if let Some(config) = desired.instances.get(instance) {
+        format!("{config:?}").hash(&mut hasher);
+    }
+    for user in &desired.users {
+        for account in user.accounts.iter().filter(|a| a.instance == instance) {
+            (&user.name, &user.reason, &account.id, &account.status).hash(&mut hasher);
+        }
+    }
+    hasher.finish()
+}
+
+/// Holds the folder in force and the instance loops working from it.
+struct Supervisor {
+    dir: PathBuf,
+    filter: Vec<String>,
+    context: Arc<Context>,
+    shutdown: CancellationToken,
+    folder: Option<tokio::sync::watch::Sender<Arc<Loaded>>>,
+    generation: u64,
+    loops: BTreeMap<String, LoopHandle>,
+    /// Loops of instances that left the folder, finishing their calls in flight.
+    retiring: Vec<(String, JoinHandle<()>)>,
+    /// The problems last reported, so an unchanged invalid folder is not logged again.
+    last_problems: Option<Vec<Problem>>,
+}
+
+impl Supervisor {
+    /// Loads the folder and brings the loops in line with it. Only the very first load
+    /// can fail the daemon (an unknown `--provider`); later problems are logged.
+    async fn reload(&mut self, at_start: bool) -> Result<(), DaemonError> {
+        let dir = self.dir.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            desired::load(&dir).map(|desired| (desired, audit::git_commit(&dir)))
+        })
+        .await;
+        let (desired, git_commit) = match loaded {
+            Ok(Ok(loaded)) => loaded,
+            Ok(Err(invalid)) => {
+                self.rejected(invalid.problems);
+                return Ok(());
+            }
+            Err(panic) => {
+                tracing::error!(error = %panic, "loading the folder failed unexpectedly; keeping the last good folder");
+                return Ok(());
+            }
+        };
+        if at_start {
+            reconcile::select(&desired, &self.filter)?;
+        }
+        let metrics = &self.context.metrics;
+        metrics.reloaded(true);
+        metrics.set_folder_commit(git_commit.as_deref());
+        self.context.health.set_valid(true);
+        self.last_problems = None;
+
+        let mut selected = Vec::new();
+        for name in desired.instances.keys() {
+            if self.filter.is_empty() || self.filter.contains(name) {
+                selected.push(name.clone());
+            }
+        }
+        for name in &self.filter {
+            if !desired.instances.contains_key(name) {
+                tracing::warn!(instance = %name, "--provider {name}: no such instance in providers.yaml any more; not reconciled");
+            }
+        }
+        tracing::info!(
+            instances = selected.len(),
+            users = desired.users.len(),
+            accounts = desired.account_count(),
+            git_commit = git_commit.as_deref().unwrap_or(""),
+            "desired state loaded"
+        );
+        let fingerprints: BTreeMap<String, u64> = selected
+            .iter()
+            .map(|name| (name.clone(), fingerprint(&desired, name)))
+            .collect();
+        self.generation += 1;
+        let loaded = Arc::new(Loaded {
+            desired,
+            git_commit,
+            generation: self.generation,
+        });
+        let first_load = self.folder.is_none();
+        let receiver = match &self.folder {
+            Some(sender) => {
+                sender.send_replace(loaded);
+                sender.subscribe()
+            }
+            None => {
+                let (sender, receiver) = tokio::sync::watch::channel(loaded);
+                self.folder = Some(sender);
+                receiver
+            }
+        };
+        if first_load {
+            self.context
+                .health
+                .expect_first_passes(fingerprints.keys().cloned());
+        }
+
+        let gone: Vec<String> = self
+            .loops
+            .keys()
+            .filter(|name| !fingerprints.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(handle) = self.loops.remove(&name) {
+                tracing::info!(instance = %name, "instance left the folder; stopping its loop after calls in flight");
+                handle.stop.cancel();
+                self.context.metrics.instance_removed(&name);
+                self.context.health.first_pass_done(&name);
+                self.retiring.push((name, handle.task));
+            }
+        }
+        for (name, fingerprint) in fingerprints {
+            match self.loops.get_mut(&name) {
+                Some(handle) => {
+                    if handle.fingerprint != fingerprint {
+                        handle.fingerprint = fingerprint;
+                        handle.slot.trigger(Reason::FolderChanged);
+                    }
+                }
+                None => {
+                    let previous = self
+                        .retiring
+                        .iter()
+                        .position(|(n, _)| *n == name)
+                        .map(|i| self.retiring.remove(i).1);
+                    let first = if first_load {
+                        Reason::Startup
+                    } else {
+                        Reason::FolderChanged
+                    };
+                    let handle = instance::spawn(
+                        name.clone(),
+                        first,
+                        receiver.clone(),
+                        self.context.clone(),
+                        self.shutdown.child_token(),
+                        previous,
+                        fingerprint,
+                    );
+                    self.loops.insert(name, handle);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A load failed: keep the folder in force, say why once.
+    fn rejected(&mut self, problems: Vec<Problem>) {
+        self.context.metrics.reloaded(false);
+        self.context.health.set_valid(false);
+        let in_force = if self.folder.is_some() {
+            "the last good folder stays in force"
+        } else {
+            "nothing is reconciled until the folder is valid"
+        };
+        if self.last_problems.as_ref() == Some(&problems) {
+            tracing::warn!(
+                problems = problems.len(),
+                "desired state still invalid, with the same problems; {in_force}"
+            );
+            return;
+        }
+        for problem in &problems {
+            tracing::error!("invalid desired state: {problem}");
+        }
+        tracing::error!(
+            folder = %self.dir.display(),
+            problems = problems.len(),
+            "desired state invalid; {in_force}"
+        );
+        self.last_problems = Some(problems);
+    }
+
+    /// Waits for every loop to end (they stop at the shutdown token); names the ones
+    /// still running if `grace` expires first.
+    async fn drain(&mut self, grace: Duration) -> Result<(), Vec<String>> {
+        let mut tasks: Vec<(String, JoinHandle<()>)> = std::mem::take(&mut self.retiring);
+        tasks.extend(
+            std::mem::take(&mut self.loops)
+                .into_iter()
+                .map(|(name, handle)| (name, handle.task)),
+        );
+        let all = futures::future::join_all(tasks.iter_mut().map(|(_, task)| task));
+        match tokio::time::timeout(grace, all).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(tasks
+                .iter()
+                .filter(|(_, task)| !task.is_finished())
+                .map(|(name, _)| name.clone())
+                .collect()),
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
+    tracing::info!(
+        folder = %config.dir.display(),
+        interval = %humantime::format_duration(config.interval),
+        "starting"
+    );
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let audit = match &config.audit_log {
+        Some(path) => Some(Arc::new(AuditLog::open(path)?)),
+        None => None,
+    };
+    let install = |kind| signal(kind).map_err(DaemonError::Signals);
+    let mut sigterm = install(SignalKind::terminate())?;
+    let mut sigint = install(SignalKind::interrupt())?;
+    let mut sighup = install(SignalKind::hangup())?;
+
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            address: config.listen.clone(),
+            source,
+        })?;
+    let address = listener
+        .local_addr()
+        .map_err(|source| DaemonError::Listen {
+            address: config.listen.clone(),
+            source,
+        })?;
+    tracing::info!("listening on {address}");
+    let server_stop = CancellationToken::new();
+    let app = server::router(server::AppState {
+        metrics: metrics.clone(),
+        health: health.clone(),
+    });
+    let mut server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(server_stop.clone().cancelled_owned())
+            .into_future(),
+    );
+
+    let shutdown = CancellationToken::new();
+    let mut reloads = watch::spawn(&config.dir, watch::Debounce::default(), shutdown.clone())
+        .map_err(DaemonError::Watch)?;
+    let mut supervisor = Supervisor {
+        dir: config.dir.clone(),
+        filter: config.providers.clone(),
+        context: Arc::new(Context {
+            metrics,
+            health,
+            audit: audit.clone(),
+            interval: config.interval,
+            max_changes: config.max_changes,
+            allow_mass_change: config.allow_mass_change,
+        }),
+        shutdown: shutdown.clone(),
+        folder: None,
+        generation: 0,
+        loops: BTreeMap::new(),
+        retiring: Vec::new(),
+        last_problems: None,
+    };
+    supervisor.reload(true).await?;
+
+    let received = loop {
+        tokio::select! {
+            Some(()) = reloads.recv() => supervisor.reload(false).await?,
+            _ = sighup.recv() => {
+                if let Some(audit) = &audit {
+                    match audit.reopen() {
+                        Ok(()) => tracing::info!("SIGHUP: audit log reopened"),
+                        Err(error) => tracing::error!(%error, "SIGHUP: cannot reopen the audit log; still writing to the old file"),
+                    }
+                }
+                supervisor.reload(false).await?;
+            }
+            _ = sigterm.recv() => break "SIGTERM",
+            _ = sigint.recv() => break "SIGINT",
+            result = &mut server => {
+                let error = match result {
+                    Ok(Err(error)) => error,
+                    Ok(Ok(())) => std::io::Error::other("stopped unexpectedly"),
+                    Err(join) => std::io::Error::other(join.to_string()),
+                };
+                shutdown.cancel();
+                return Err(DaemonError::Server(error));
+            }
+        }
+    };
+    let grace = humantime::format_duration(config.grace_period).to_string();
+    tracing::info!("{received}: shutting down; no new calls, waiting up to {grace} for calls in flight (send it again to exit at once)");
+    shutdown.cancel();
+    let drained = tokio::select! {
+        drained = supervisor.drain(config.grace_period) => drained,
+        _ = sigterm.recv() => exit_now(audit.as_deref(), 143),
+        _ = sigint.recv() => exit_now(audit.as_deref(), 130),
+    };
+    server_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    match drained {
+        Ok(()) => {
+            match &config.audit_log {
+                Some(path) => {
+                    tracing::info!(audit_log = %path.display(), "stopped cleanly; every write call made is in the audit log")
+                }
+                None => tracing::info!("stopped cleanly"),
+            }
+            Ok(())
+        }
+        Err(instances) => Err(DaemonError::GraceExpired {
+            grace,
+            instances: instances.join(", "),
+        }),
+    }
+}
+
+/// A second signal: exit at once, but not in the middle of an audit line.
+fn exit_now(audit: Option<&AuditLog>, code: i32) -> ! {
+    tracing::warn!("second signal: exiting now, calls in flight abandoned");
+    match audit {
+        Some(audit) => audit.exit_process(code),
+        None => std::process::exit(code),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_needs_a_valid_folder_and_every_first_pass() {
+        let health = Health::default();
+        assert!(health.readiness().is_err());
+        health.set_valid(true);
+        health.expect_first_passes(["a".to_string(), "b".to_string()]);
+        assert_eq!(
+            health.readiness(),
+            Err("waiting for the first pass of: a, b".to_string())
+        );
+        health.first_pass_done("a");
+        health.first_pass_done("b");
+        assert_eq!(health.readiness(), Ok(()));
+        // Later loads do not reset the set.
+        health.expect_first_passes(["c".to_string()]);
+        assert_eq!(health.readiness(), Ok(()));
+        health.set_valid(false);
+        assert!(health.readiness().is_err());
+    }
+}
