@@ -8,6 +8,7 @@ use crate::provider::{bounded, Provider, WriteOutcome};
 use crate::status::Status;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
@@ -94,8 +95,8 @@ pub struct ApplyReport {
     pub refused: Vec<GuardRefusal>,
     /// Read errors carried over from the plan.
     pub errors: Vec<PlanError>,
-    /// Changes left unattempted because [`ApplyOptions::stop`] was cancelled.
-    #[serde(skip)]
+    /// Changes left unattempted: [`ApplyOptions::stop`] was cancelled, or the audit log
+    /// could not be written.
     pub not_attempted: usize,
 }
 
@@ -179,6 +180,10 @@ pub async fn apply(
             .push(change.clone());
     }
     let access = WriteAccess::grant();
+    // Once an audit line cannot be written, no further call is made: Roster never acts
+    // without a record of what it did.
+    let audit_failed = AtomicBool::new(false);
+    let audit_failed = &audit_failed;
     let mut runs = Vec::new();
     for (instance, changes) in per_instance {
         if report.refused.iter().any(|r| r.provider == instance) {
@@ -193,12 +198,16 @@ pub async fn apply(
         let access = &access;
         runs.push(async move {
             bounded(changes, config.max_concurrency, |change| async move {
-                if options.stop.as_ref().is_some_and(|s| s.is_cancelled()) {
+                let stopped = options.stop.as_ref().is_some_and(|s| s.is_cancelled());
+                if stopped || audit_failed.load(Ordering::SeqCst) {
                     return None;
                 }
                 let result = write_one(provider.as_ref(), access, &change).await;
                 if let Some(audit) = audit {
-                    record(audit, &result, options.git_commit.as_deref());
+                    if let Err(error) = record(audit, &result, options.git_commit.as_deref()) {
+                        tracing::error!(%error, "cannot write the audit log; no further write call will be made");
+                        audit_failed.store(true, Ordering::SeqCst);
+                    }
                 }
                 Some(result)
             })
@@ -265,7 +274,11 @@ async fn write_one(provider: &dyn Provider, access: &WriteAccess, change: &Chang
     }
 }
 
-fn record(audit: &AuditLog, result: &WriteResult, git_commit: Option<&str>) {
+fn record(
+    audit: &AuditLog,
+    result: &WriteResult,
+    git_commit: Option<&str>,
+) -> Result<(), crate::audit::AuditError> {
     let line = AuditRecord {
         time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
         instance: &result.provider,
@@ -278,7 +291,5 @@ fn record(audit: &AuditLog, result: &WriteResult, git_commit: Option<&str>) {
         message: result.message.as_deref(),
         git_commit,
     };
-    if let Err(error) = audit.append(&line) {
-        tracing::error!(%error, "cannot write the audit log");
-    }
+    audit.append(&line)
 }

@@ -563,3 +563,37 @@ async fn demo_converges_across_five_kinds() {
         run.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_write_is_made_once_the_audit_log_cannot_be_written() {
+    let mut world = World::new();
+    let users = (0..3).map(|i| user(&format!("u{i}"), "active")).collect();
+    world
+        .add(
+            "helpdesk",
+            SimConfig::new(SimKind::StatusApi, users),
+            "    max_concurrency: 1\n",
+        )
+        .await;
+    let accounts: String = (0..3)
+        .map(|i| {
+            format!("  - name: n{i}\n    status: inactive\n    accounts: {{ helpdesk: u{i} }}\n")
+        })
+        .collect();
+    world.write("a.yaml", &format!("users:\n{accounts}"));
+    let run = world
+        .roster(&["apply", "--audit-log", "/dev/full", "desired-state"])
+        .await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("cannot write the audit log"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("Not attempted: 2"), "{}", run.stdout);
+    assert_eq!(
+        world.write_count(),
+        1,
+        "the write whose line failed is the last one"
+    );
+}

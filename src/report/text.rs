@@ -107,6 +107,13 @@ pub fn apply_text(report: &ApplyReport) -> String {
             g.provider, g.changes, g.limit
         );
     }
+    if report.not_attempted > 0 {
+        let _ = writeln!(
+            out,
+            "Not attempted: {} (shutdown, or the audit log could not be written; see the log).",
+            report.not_attempted
+        );
+    }
     if !report.blocked.is_empty() {
         out.push_str("Blocked (not changed):\n");
         for b in &report.blocked {
