@@ -214,7 +214,7 @@ impl Supervisor {
             instances = selected.len(),
             users = desired.users.len(),
             accounts = desired.account_count(),
-            git_commit = git_commit.as_deref().unwrap_or(""),
+            git_commit = git_commit.as_deref().unwrap_or("none (not a git checkout)"),
             "desired state loaded"
         );
         let fingerprints: BTreeMap<String, u64> = selected
