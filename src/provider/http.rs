@@ -11,7 +11,6 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{Mutex, Semaphore};
@@ -212,7 +211,6 @@ pub struct HttpClient {
     client: reqwest::Client,
     in_flight: Semaphore,
     pacer: Option<Mutex<Instant>>,
-    requests: AtomicU64,
 }
 
 impl HttpClient {
@@ -244,7 +242,6 @@ impl HttpClient {
             in_flight: Semaphore::new(config.max_concurrency.max(1)),
             client,
             pacer,
-            requests: AtomicU64::new(0),
             config,
         })
     }
@@ -260,11 +257,6 @@ impl HttpClient {
 
     pub fn base_url(&self) -> &Url {
         &self.config.base_url
-    }
-
-    /// HTTP attempts made so far, retries included.
-    pub fn request_count(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
     }
 
     /// Sends a read. Reads never change provider state, whatever their method.
@@ -346,7 +338,6 @@ impl HttpClient {
                     .body(body.to_string());
             }
             let started = Instant::now();
-            self.requests.fetch_add(1, Ordering::Relaxed);
             let result = builder.send().await;
             let outcome = match result {
                 Ok(response) => {
