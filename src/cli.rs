@@ -3,7 +3,7 @@
 
 use crate::apply::{self, ApplyOptions};
 use crate::audit::{self, AuditLog};
-use crate::desired::{self, DesiredState};
+use crate::desired::{self, DesiredState, Location, Problem};
 use crate::provider::http::NoObserver;
 use crate::reconcile::{self, Providers};
 use crate::report::{self, Format};
@@ -13,6 +13,8 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+mod validate;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -40,7 +42,7 @@ pub enum LogFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Load and check the folder; no network, no secrets. Exit 0 valid, 1 invalid.
-    Validate(FolderArgs),
+    Validate(ValidateArgs),
     /// Read live state and print the changes a reconcile would make; never writes.
     Plan(PlanArgs),
     /// One reconcile pass, then a summary. Exit 0 converged, 1 error, 3 guard refused.
@@ -87,6 +89,24 @@ pub struct FolderArgs {
     /// Limit the command to these provider instances (repeatable).
     #[arg(long = "provider", value_name = "NAME")]
     pub providers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub folder: FolderArgs,
+    /// text: problems on stderr for people; json: one document on stdout for tools;
+    /// github: GitHub Actions `::error` annotations on stdout, shown on the pull request.
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
+    pub format: ValidateFormat,
+}
+
+/// How `roster validate` reports, see [`validate::render`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ValidateFormat {
+    Text,
+    Json,
+    Github,
 }
 
 #[derive(Args, Debug)]
@@ -153,6 +173,23 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
     Ok(interval)
 }
 
+/// The exit code of a command line that did not parse (a misspelt flag, a missing value):
+/// EX_USAGE from sysexits.h, so a typo in a CI script can never pass for "changes
+/// pending" (2) or "guard refused" (3).
+pub const EXIT_USAGE: u8 = 64;
+
+/// Prints clap's message for a command line that did not parse and returns its exit code:
+/// 0 for `--help` and `--version` (printed to stdout), [`EXIT_USAGE`] for anything else.
+pub fn usage_error(error: &clap::Error) -> u8 {
+    // Printing can only fail when stdout/stderr are closed; the exit code still says it.
+    let _ = error.print();
+    if error.use_stderr() {
+        EXIT_USAGE
+    } else {
+        0
+    }
+}
+
 /// Runs the parsed command and returns the process exit code; an error is printed to
 /// stderr in the chosen log format and exits 1.
 pub fn execute(cli: Cli) -> u8 {
@@ -191,7 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     let daemon = matches!(cli.command, Command::Run(_));
     init_logging(cli.verbose, cli.log_format, daemon);
     match cli.command {
-        Command::Validate(args) => Ok(validate(&args.dir, cli.log_format)),
+        Command::Validate(args) => validate(&args, cli.log_format),
         Command::Plan(args) => runtime()?.block_on(plan(args)),
         Command::Apply(args) => runtime()?.block_on(apply(args)),
         Command::Run(args) => runtime()?.block_on(run_daemon(args)),
@@ -246,30 +283,99 @@ pub fn init_logging(verbose: u8, format: LogFormat, daemon: bool) {
     };
 }
 
-fn validate(dir: &Path, format: LogFormat) -> u8 {
-    match desired::load(dir) {
+/// Checks the folder (and that every `--provider` names one of its instances) and reports
+/// in the chosen format. The exit code is the same in every format: 0 valid, 1 invalid.
+fn validate(args: &ValidateArgs, log_format: LogFormat) -> anyhow::Result<u8> {
+    let dir = &args.folder.dir;
+    let (problems, summary) = match desired::load(dir) {
         Ok(state) => {
-            println!(
-                "{}: valid ({} provider instances, {} users, {} accounts)",
-                dir.display(),
-                state.instances.len(),
-                state.users.len(),
-                state.account_count()
-            );
-            0
+            let unknown = unknown_providers(&state, &args.folder.providers);
+            if unknown.is_empty() {
+                let summary = format!(
+                    "{}: valid ({} provider instances, {} users, {} accounts)",
+                    dir.display(),
+                    state.instances.len(),
+                    state.users.len(),
+                    state.account_count()
+                );
+                match args.format {
+                    ValidateFormat::Text => println!("{summary}"),
+                    _ => {
+                        print(&validate::render(&[], args.format)?)?;
+                        eprintln!("{summary}");
+                    }
+                }
+                return Ok(0);
+            }
+            // The folder is fine but the command line asks for an instance it lacks:
+            // said like `plan` says it, and for tools as a problem of providers.yaml.
+            let file = providers_file(&state, dir);
+            let problems = unknown
+                .iter()
+                .map(|message| Problem {
+                    location: Location {
+                        file: file.clone(),
+                        ..Location::default()
+                    },
+                    message: message.clone(),
+                })
+                .collect();
+            (problems, unknown.join("\n"))
         }
         Err(invalid) => {
-            for problem in &invalid.problems {
-                say(format, "", &problem.to_string());
+            let summary = format!("{}: invalid ({})", dir.display(), invalid.count_text());
+            if args.format == ValidateFormat::Text {
+                for problem in &invalid.problems {
+                    say(log_format, "", &problem.to_string());
+                }
             }
-            say(
-                format,
-                "error: ",
-                &format!("{}: invalid ({})", dir.display(), invalid.count_text()),
-            );
-            1
+            (invalid.problems, summary)
         }
+    };
+    if args.format != ValidateFormat::Text {
+        print(&validate::render(&problems, args.format)?)?;
     }
+    say(log_format, "error: ", &summary);
+    Ok(1)
+}
+
+/// The path of the folder's `providers.yaml` as problems name it.
+fn providers_file(state: &DesiredState, dir: &Path) -> String {
+    state
+        .instances
+        .values()
+        .next()
+        .map(|instance| instance.location.file.clone())
+        .unwrap_or_else(|| dir.join("providers.yaml").display().to_string())
+}
+
+/// One message for each `--provider` name the folder does not define, with the closest
+/// defined name when there is one: a misspelt name must fail, never select nothing.
+fn unknown_providers(state: &DesiredState, names: &[String]) -> Vec<String> {
+    let defined: Vec<&str> = state.instances.keys().map(String::as_str).collect();
+    names
+        .iter()
+        .filter(|name| !state.instances.contains_key(name.as_str()))
+        .map(|name| {
+            let hint = closest(name, &defined)
+                .map(|s| format!("; did you mean '{s}'?"))
+                .unwrap_or_default();
+            format!(
+                "--provider {name}: no such instance in providers.yaml (defined: {}){hint}",
+                defined.join(", ")
+            )
+        })
+        .collect()
+}
+
+/// The defined name within a typo's reach of `word` (the loader's rule for keys).
+fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), *c))
+        .filter(|(distance, c)| *distance <= 2.max(c.len() / 4) && *distance < c.len())
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, c)| c)
 }
 
 /// Loads the folder and connects the selected instances, failing early and clearly.
@@ -281,6 +387,10 @@ fn prepare(folder: &FolderArgs) -> anyhow::Result<(DesiredState, Providers)> {
             invalid.count_text()
         )
     })?;
+    let unknown = unknown_providers(&desired, &folder.providers);
+    if !unknown.is_empty() {
+        return Err(anyhow!(unknown.join("\n")));
+    }
     let selected = reconcile::select(&desired, &folder.providers)?;
     let providers = reconcile::connect_all(&selected, Arc::new(NoObserver)).map_err(|errors| {
         anyhow!(errors

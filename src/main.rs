@@ -2,5 +2,9 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    ExitCode::from(roster::cli::execute(roster::cli::Cli::parse()))
+    let code = match roster::cli::Cli::try_parse() {
+        Ok(cli) => roster::cli::execute(cli),
+        Err(usage) => roster::cli::usage_error(&usage),
+    };
+    ExitCode::from(code)
 }
