@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{token_var, user, World};
+use common::{assert_no_secrets, token_var, user, World};
 use roster::simulator::{SimConfig, SimKind, SimUser};
 use serde_json::json;
 
@@ -503,15 +503,6 @@ async fn provider_selection_limits_the_run() {
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(world.sims["helpdesk"].requests().len(), 0);
     assert_eq!(world.sims["portal"].writes().len(), 1);
-    let unknown = world
-        .roster(&["plan", "--provider", "nope", "desired-state"])
-        .await;
-    assert_eq!(unknown.code, 1);
-    assert!(
-        unknown.stderr.contains("--provider nope: no such instance"),
-        "{}",
-        unknown.stderr
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -596,4 +587,294 @@ async fn no_write_is_made_once_the_audit_log_cannot_be_written() {
         1,
         "the write whose line failed is the last one"
     );
+}
+
+/// Every subcommand, and the bare command: a misspelt flag or subcommand exits 64
+/// (EX_USAGE), never 2 ("changes pending") or 3 ("guard refused"); help and version exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_exit_64_and_help_exits_0() {
+    let world = World::new();
+    for command in ["validate", "plan", "apply", "run", "demo", "simulate"] {
+        let typo = world.roster(&[command, "--detailed-exitcod"]).await;
+        assert_eq!(typo.code, 64, "{command}: {typo:?}");
+        assert!(
+            typo.stderr
+                .contains("unexpected argument '--detailed-exitcod'"),
+            "{command}: {}",
+            typo.stderr
+        );
+        assert_eq!(typo.stdout, "", "{command}");
+        let help = world.roster(&[command, "--help"]).await;
+        assert_eq!(help.code, 0, "{command}: {help:?}");
+        assert!(help.stdout.contains("Usage: roster"), "{command}: {help:?}");
+    }
+    let cases: [(&[&str], i32); 6] = [
+        (&["plna"], 64),
+        (&[], 64),
+        (&["plan", "--format", "yaml"], 64),
+        (&["run", "--interval", "10ms"], 64),
+        (&["--help"], 0),
+        (&["--version"], 0),
+    ];
+    for (args, code) in cases {
+        let run = world.roster(args).await;
+        assert_eq!(run.code, code, "{args:?}: {run:?}");
+    }
+    assert_eq!(
+        world.roster(&["--version"]).await.stdout,
+        format!("roster {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// The folder of `validate_reports_every_error_with_its_position_without_any_request`.
+const BROKEN: &str = "users:
+  - name: erin
+    stauts: inactive
+    accounts:
+      helpdsk: u-erin
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_json_is_one_document_on_stdout() {
+    let world = drifting_world().await;
+    let valid = world
+        .roster(&["validate", "--format", "json", "desired-state"])
+        .await;
+    assert_eq!(valid.code, 0, "{valid:?}");
+    assert_eq!(valid.json(), json!({"valid": true, "errors": []}));
+    assert!(
+        valid.stdout.starts_with("{\n  \"valid\": true,"),
+        "{valid:?}"
+    );
+
+    world.write("people/broken.yaml", BROKEN);
+    let invalid = world
+        .roster(&["validate", "--format", "json", "desired-state"])
+        .await;
+    assert_eq!(invalid.code, 1, "{invalid:?}");
+    let file = "desired-state/people/broken.yaml";
+    assert_eq!(
+        invalid.json(),
+        json!({"valid": false, "errors": [
+            {"file": file, "line": 3, "column": 5,
+             "message": "unknown key 'stauts' in a user (did you mean 'status'?)"},
+            {"file": file, "line": 5, "column": 7,
+             "message": "unknown provider instance 'helpdsk' for user 'erin' (did you mean 'helpdesk'?)"},
+        ]})
+    );
+    assert!(
+        invalid
+            .stderr
+            .contains("desired-state: invalid (2 problems)"),
+        "{invalid:?}"
+    );
+
+    std::fs::remove_file(world.folder().join("providers.yaml")).expect("rm");
+    let unpositioned = world
+        .roster(&["validate", "--format", "json", "desired-state"])
+        .await;
+    assert_eq!(unpositioned.code, 1, "{unpositioned:?}");
+    let errors = unpositioned.json()["errors"].clone();
+    assert_eq!(
+        errors[0],
+        json!({"file": "desired-state/providers.yaml", "line": null, "column": null,
+               "message": "file not found: the folder must define its provider instances in providers.yaml"})
+    );
+    assert_eq!(world.request_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_github_prints_escaped_annotations() {
+    let world = drifting_world().await;
+    let valid = world
+        .roster(&["validate", "--format", "github", "desired-state"])
+        .await;
+    assert_eq!((valid.code, valid.stdout.as_str()), (0, ""), "{valid:?}");
+
+    world.write("people/broken.yaml", BROKEN);
+    // `%`, `,` and `:` in the file path and `%` in a value are encoded (the unit tests in
+    // src/cli/validate.rs cover CR and LF).
+    world.write(
+        "people/50%,off:.yaml",
+        "users:\n  - name: \"50%\"\n    status: actve\n    accounts: { helpdesk: u-x }\n",
+    );
+    let invalid = world
+        .roster(&["validate", "--format", "github", "desired-state"])
+        .await;
+    assert_eq!(invalid.code, 1, "{invalid:?}");
+    let lines: Vec<&str> = invalid.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "one line per problem: {}", invalid.stdout);
+    assert!(
+        lines[0].starts_with(
+            "::error file=desired-state/people/50%25%2Coff%3A.yaml,line=3,col=13::unknown status 'actve' for user '50%25'"
+        ),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(
+        lines[2..],
+        [
+            "::error file=desired-state/people/broken.yaml,line=3,col=5::unknown key 'stauts' in a user (did you mean 'status'?)",
+            "::error file=desired-state/people/broken.yaml,line=5,col=7::unknown provider instance 'helpdsk' for user 'erin' (did you mean 'helpdesk'?)",
+        ]
+    );
+    assert!(
+        invalid
+            .stderr
+            .contains("desired-state: invalid (4 problems)"),
+        "{invalid:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_provider_is_an_error_in_every_command() {
+    let world = drifting_world().await;
+    for command in ["validate", "plan", "apply"] {
+        let typo = world
+            .roster(&[command, "--provider", "helpdsk", "desired-state"])
+            .await;
+        assert_eq!(typo.code, 1, "{command}: {typo:?}");
+        assert_eq!(typo.stdout, "", "{command}");
+        assert_eq!(
+            typo.stderr,
+            "error: --provider helpdsk: no such instance in providers.yaml (defined: helpdesk, portal); did you mean 'helpdesk'?\n",
+            "{command}"
+        );
+        let unknown = world
+            .roster(&[
+                command,
+                "--provider",
+                "portal",
+                "--provider",
+                "nosuch",
+                "desired-state",
+            ])
+            .await;
+        assert_eq!(unknown.code, 1, "{command}: {unknown:?}");
+        assert_eq!(
+            unknown.stderr,
+            "error: --provider nosuch: no such instance in providers.yaml (defined: helpdesk, portal)\n",
+            "{command}"
+        );
+    }
+    let json = world
+        .roster(&[
+            "validate",
+            "--format",
+            "json",
+            "--provider",
+            "nosuch",
+            "desired-state",
+        ])
+        .await;
+    assert_eq!(json.code, 1, "{json:?}");
+    assert_eq!(
+        json.json(),
+        json!({"valid": false, "errors": [{
+            "file": "desired-state/providers.yaml", "line": null, "column": null,
+            "message": "--provider nosuch: no such instance in providers.yaml (defined: helpdesk, portal)",
+        }]})
+    );
+    assert_eq!(world.request_count(), 0, "fails before any request");
+}
+
+/// The leak check itself: a text holding a secret of the world fails the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[should_panic(expected = "leaked into an output")]
+async fn the_leak_check_fails_on_a_secret() {
+    let world = drifting_world().await;
+    let secrets = world.secrets();
+    assert_eq!(secrets.len(), 2, "one token per instance: {secrets:?}");
+    assert!(secrets.iter().all(|s| s.starts_with("roster-test-secret-")));
+    assert_no_secrets(&world, "a line without one");
+    assert_no_secrets(&world, &format!("Authorization: Bearer {}", secrets[1]));
+}
+
+/// Every run of the binary is checked: one whose output echoes a secret (here as the
+/// folder argument, which `validate` names in its error) fails the test by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[should_panic(expected = "leaked into an output")]
+async fn every_run_is_checked_for_secrets() {
+    let mut world = drifting_world().await;
+    world.set_env(&token_var("helpdesk"), Some("tok-rotated-5150"));
+    world.roster(&["validate", "tok-rotated-5150"]).await;
+}
+
+/// The audit log and the daemon's /metrics and logs hold no secret, at full verbosity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_log_metrics_and_daemon_log_hold_no_secret() {
+    let world = drifting_world().await;
+    let audit = world.dir.path().join("audit.jsonl");
+    let audit_arg = audit.to_string_lossy().into_owned();
+    let applied = world
+        .roster(&["apply", "-vv", "--audit-log", &audit_arg, "desired-state"])
+        .await;
+    assert_eq!(
+        applied.code, 1,
+        "the ghost account is an error: {applied:?}"
+    );
+    let lines = std::fs::read_to_string(&audit).expect("audit log");
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    assert_no_secrets(&world, &lines);
+
+    let mut child = world
+        .command(&["run", "-vv", "desired-state", "--listen", "127.0.0.1:0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("roster run starts");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = String::new();
+    let mut address = None;
+    let mut metrics = String::new();
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        while let Ok(line) = lines_rx.try_recv() {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                address = rest.split_whitespace().next().map(str::to_string);
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        if let Some(address) = &address {
+            if let Ok(response) = http.get(format!("http://{address}/metrics")).send().await {
+                metrics = response.text().await.unwrap_or_default();
+                if metrics.contains("roster_passes_total{") {
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
+    while let Ok(line) = lines_rx.try_recv() {
+        log.push_str(&line);
+        log.push('\n');
+    }
+    assert!(
+        metrics.contains("roster_passes_total{"),
+        "no pass in /metrics:\n{metrics}\nlog:\n{log}"
+    );
+    assert!(log.contains("pass finished"), "{log}");
+    assert_no_secrets(&world, &metrics);
+    assert_no_secrets(&world, &log);
 }

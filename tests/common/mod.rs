@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use roster::simulator::{SimConfig, SimKind, SimUser, Simulator};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -12,11 +12,17 @@ mod daemon;
 pub use daemon::*;
 
 /// A test world: a temporary folder, the simulators, and the secrets the binary gets.
+/// Every run of the binary through [`World::roster`] is checked for every secret the
+/// world knows (see [`assert_no_secrets`]), so no test can forget to look for a leak.
 pub struct World {
     pub dir: tempfile::TempDir,
     pub sims: BTreeMap<String, Simulator>,
     instances: BTreeMap<String, String>,
     env: BTreeMap<String, String>,
+    /// Environment variables that hold secrets; a value set on one becomes a secret too.
+    secret_vars: BTreeSet<String>,
+    /// Every secret value the binary was or will be given (tokens, client secrets).
+    secrets: BTreeSet<String>,
 }
 
 /// What one run of the binary printed and how it exited.
@@ -25,6 +31,24 @@ pub struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+}
+
+/// A secret value no output could contain by chance, so a leak cannot hide behind a
+/// common word: `roster-test-secret-` and 16 random hex digits.
+pub fn distinctive_secret() -> String {
+    format!("roster-test-secret-{:016x}", rand::random::<u64>())
+}
+
+/// Panics, naming the secret and showing the text, when `text` contains any secret value
+/// `world` knows. [`World::roster`] calls it on every stdout and stderr; call it on the
+/// other outputs a test reads: audit logs, `/metrics`, daemon logs.
+pub fn assert_no_secrets(world: &World, text: &str) {
+    for secret in &world.secrets {
+        assert!(
+            !text.contains(secret.as_str()),
+            "secret {secret:?} leaked into an output:\n{text}"
+        );
+    }
 }
 
 impl Run {
@@ -64,7 +88,14 @@ impl World {
             sims: BTreeMap::new(),
             instances: BTreeMap::new(),
             env: BTreeMap::new(),
+            secret_vars: BTreeSet::new(),
+            secrets: BTreeSet::new(),
         }
+    }
+
+    /// Every secret value the world gave (or will give) the binary.
+    pub fn secrets(&self) -> Vec<String> {
+        self.secrets.iter().cloned().collect()
     }
 
     /// The desired-state folder.
@@ -74,7 +105,12 @@ impl World {
 
     /// Starts a simulator and registers instance `name` for it in `providers.yaml`;
     /// `extra` is added to the instance's YAML (e.g. `"    max_changes: 2\n"`).
-    pub async fn add(&mut self, name: &str, config: SimConfig, extra: &str) -> &Simulator {
+    /// The simulator's default token is replaced by a [`distinctive_secret`]; a token the
+    /// test chose is kept. Either way it is a secret no output may contain.
+    pub async fn add(&mut self, name: &str, mut config: SimConfig, extra: &str) -> &Simulator {
+        if config.token == SimConfig::new(config.kind, Vec::new()).token {
+            config.token = distinctive_secret();
+        }
         let kind = config.kind;
         let sim = Simulator::start(config.clone())
             .await
@@ -113,13 +149,19 @@ impl World {
         yaml.push_str(extra);
         self.instances.insert(name.to_string(), yaml);
         self.env.insert(token_var(name), config.token.clone());
+        self.secret_vars.insert(token_var(name));
+        self.secrets.insert(config.token.clone());
         self.sims.insert(name.to_string(), sim);
         self.write_providers();
         &self.sims[name]
     }
 
-    /// Overrides (or removes, with `None`) an environment variable of the binary.
+    /// Overrides (or removes, with `None`) an environment variable of the binary. A value
+    /// given to a variable that holds a secret (a wrong token, say) is a secret too.
     pub fn set_env(&mut self, name: &str, value: Option<&str>) {
+        if let Some(v) = value.filter(|_| self.secret_vars.contains(name)) {
+            self.secrets.insert(v.to_string());
+        }
         match value {
             Some(v) => self.env.insert(name.to_string(), v.to_string()),
             None => self.env.remove(name),
@@ -141,9 +183,19 @@ impl World {
         std::fs::write(path, text).expect("write");
     }
 
-    /// Runs `roster ARGS` with the folder as DIR appended when `with_dir`.
+    /// Runs `roster ARGS` in the world's directory with its environment, and fails the
+    /// test if stdout or stderr contains a secret.
     pub async fn roster(&self, args: &[&str]) -> Run {
-        run_roster(self.dir.path(), args, &self.env).await
+        let run = run_roster(self.dir.path(), args, &self.env).await;
+        assert_no_secrets(self, &run.stdout);
+        assert_no_secrets(self, &run.stderr);
+        run
+    }
+
+    /// The binary as [`World::roster`] runs it, for a long-lived process (`roster run`):
+    /// the caller checks what it reads with [`assert_no_secrets`].
+    pub fn command(&self, args: &[&str]) -> Command {
+        roster_command(self.dir.path(), args, &self.env)
     }
 
     /// Total requests the simulators received.
@@ -162,12 +214,8 @@ pub async fn run_roster(cwd: &Path, args: &[&str], env: &BTreeMap<String, String
     let env = env.clone();
     let cwd = cwd.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let output = Command::new(env!("CARGO_BIN_EXE_roster"))
-            .args(&args)
-            .current_dir(cwd)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(&env)
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = roster_command(&cwd, &args, &env)
             .output()
             .expect("roster runs");
         Run {
@@ -178,4 +226,16 @@ pub async fn run_roster(cwd: &Path, args: &[&str], env: &BTreeMap<String, String
     })
     .await
     .expect("join")
+}
+
+/// `roster ARGS` in `cwd` with exactly `env` added to a minimal environment.
+fn roster_command(cwd: &Path, args: &[&str], env: &BTreeMap<String, String>) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_roster"));
+    command
+        .args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env);
+    command
 }
