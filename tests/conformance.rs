@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{token_var, user, Run, World};
+use common::{assert_no_secrets, token_var, user, Run, World};
 use roster::simulator::{
     FaultAction, FaultRule, FaultTarget, RecordedRequest, SimConfig, SimKind, SimUser, Simulator,
 };
@@ -421,6 +421,8 @@ async fn apply_makes_exactly_the_needed_writes_then_none(kind: SimKind) {
         "a second apply makes no write: {:?}",
         sim.writes()
     );
+    // The simulator's request log (served at /_sim/requests) masks the credentials.
+    assert_no_secrets(&world, &format!("{:?}", sim.requests()));
 }
 
 /// Reading N accounts costs at most ceil(N / page) + 1 read requests.
@@ -540,6 +542,7 @@ async fn rejected_credentials_are_a_clear_error(kind: SimKind) {
             "{run:?}"
         );
     }
+    assert_no_secrets(&world, &format!("{requests:?}"));
 }
 
 /// A 429 with `Retry-After: 1`, once on a read and once on a write, is waited out and
