@@ -25,7 +25,8 @@ mod validate;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// More log detail on stderr (-v info, -vv debug).
+    /// More log detail on stderr, one level per -v: plan/apply/validate warn, -v info,
+    /// -vv debug (each HTTP request); run info, -v debug, -vv trace.
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub verbose: u8,
     /// Log line format on stderr.
@@ -256,6 +257,14 @@ async fn run_daemon(args: RunArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// Roster's own log level: the command's default (warn for one-shot commands, whose
+/// stdout is the result; info for the daemon, whose log is its output) raised by `-v`s.
+fn log_level(verbose: u8, daemon: bool) -> &'static str {
+    const LEVELS: [&str; 4] = ["warn", "info", "debug", "trace"];
+    let default = usize::from(daemon);
+    LEVELS[(default + usize::from(verbose)).min(LEVELS.len() - 1)]
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -263,13 +272,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Sets up stderr logging: warnings by default for one-shot commands, info for the daemon.
+/// Sets up stderr logging: warnings by default for one-shot commands, info for the daemon,
+/// and each `-v` one level more, so `run -v` shows each HTTP request as `plan -vv` does.
 pub fn init_logging(verbose: u8, format: LogFormat, daemon: bool) {
-    let level = match (verbose, daemon) {
-        (0, false) => "warn",
-        (0, true) | (1, _) => "info",
-        _ => "debug",
-    };
+    let level = log_level(verbose, daemon);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("roster={level},warn")));
     let builder = tracing_subscriber::fmt()
@@ -489,4 +495,39 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
         _ = tokio::signal::ctrl_c() => {}
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_v_adds_one_level_from_the_commands_default() {
+        let cases = [
+            (0, false, "warn"),
+            (1, false, "info"),
+            (2, false, "debug"),
+            (3, false, "trace"),
+            (0, true, "info"),
+            (1, true, "debug"),
+            (2, true, "trace"),
+            (9, true, "trace"),
+        ];
+        for (verbose, daemon, level) in cases {
+            assert_eq!(
+                log_level(verbose, daemon),
+                level,
+                "-v x{verbose}, daemon {daemon}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_provider_names_the_closest_instance_only_when_close() {
+        let names = ["helpdesk", "portal", "atlan"];
+        assert_eq!(closest("helpdsk", &names), Some("helpdesk"));
+        assert_eq!(closest("portl", &names), Some("portal"));
+        assert_eq!(closest("nosuch", &names), None);
+        assert_eq!(closest("a", &names), None);
+    }
 }

@@ -800,7 +800,8 @@ async fn every_run_is_checked_for_secrets() {
     world.roster(&["validate", "tok-rotated-5150"]).await;
 }
 
-/// The audit log and the daemon's /metrics and logs hold no secret, at full verbosity.
+/// The audit log and the daemon's /metrics and logs hold no secret; `run -v` logs each
+/// HTTP request (debug), as the README says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_log_metrics_and_daemon_log_hold_no_secret() {
     let world = drifting_world().await;
@@ -818,7 +819,7 @@ async fn audit_log_metrics_and_daemon_log_hold_no_secret() {
     assert_no_secrets(&world, &lines);
 
     let mut child = world
-        .command(&["run", "-vv", "desired-state", "--listen", "127.0.0.1:0"])
+        .command(&["run", "-v", "desired-state", "--listen", "127.0.0.1:0"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -875,6 +876,10 @@ async fn audit_log_metrics_and_daemon_log_hold_no_secret() {
         "no pass in /metrics:\n{metrics}\nlog:\n{log}"
     );
     assert!(log.contains("pass finished"), "{log}");
+    assert!(
+        log.contains("http request"),
+        "run -v logs each request: {log}"
+    );
     assert_no_secrets(&world, &metrics);
     assert_no_secrets(&world, &log);
 }
