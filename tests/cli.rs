@@ -883,3 +883,115 @@ async fn audit_log_metrics_and_daemon_log_hold_no_secret() {
     assert_no_secrets(&world, &metrics);
     assert_no_secrets(&world, &log);
 }
+
+/// The README's tour, run as written by bash (free ports instead of 8080 and 9464, the
+/// daemon stopped after its first pass): every command in it is true of the binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_tour_runs_as_written() {
+    let readme = include_str!("../README.md");
+    let tour = readme
+        .split("\n## A tour\n")
+        .nth(1)
+        .and_then(|section| section.split("```sh\n").nth(1))
+        .and_then(|block| block.split("\n```").next())
+        .expect("README has a tour block");
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port()
+            .to_string()
+    };
+    let (sim_port, listen_port) = (free_port(), free_port());
+    let work = tempfile::tempdir().expect("temp dir");
+    let work_dir = work.path().display().to_string();
+    let mut script = String::from("trap 'kill $SIM $RUN 2>/dev/null' EXIT\n");
+    for line in tour.lines().filter(|l| !l.starts_with("cargo build")) {
+        let line = line
+            .replace("8080", &sim_port)
+            .replace("9464", &listen_port)
+            .replace("/tmp/roster-tour", &work_dir);
+        let code = line.split("  #").next().unwrap_or_default().trim_end();
+        if code.starts_with("roster run") {
+            script.push_str(&format!(
+                "{code} 2> run.log & RUN=$!\n\
+                 until grep -q 'pass finished' run.log; do sleep 0.1; done\n\
+                 kill -INT $RUN; wait $RUN; echo \"run exit=$?\"\n"
+            ));
+        } else if code.starts_with("roster simulate") {
+            script.push_str(&format!(
+                "{code} SIM=$!\n\
+                 until curl -sf localhost:{sim_port}/_sim/stats >/dev/null; do sleep 0.1; done\n"
+            ));
+        } else if code.starts_with("roster ") {
+            script.push_str(&format!("{code}; echo \"exit=$?\"\n"));
+        } else {
+            script.push_str(&format!("{code}\n"));
+        }
+    }
+    script.push_str(&format!(
+        "curl -s localhost:{sim_port}/_sim/users; echo\nwc -l < audit.jsonl\n"
+    ));
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_roster"))
+        .parent()
+        .expect("bin dir")
+        .to_path_buf();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("timeout")
+            .args(["120", "bash", "-c", &script])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin_dir.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("bash runs")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let exits: Vec<&str> = stdout.lines().filter(|l| l.contains("exit=")).collect();
+    assert_eq!(
+        exits,
+        [
+            "exit=0",
+            "exit=0",
+            "exit=0",
+            "exit=0",
+            "exit=0",
+            "exit=2",
+            "exit=0",
+            "exit=0",
+            "run exit=0",
+        ],
+        "{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("\"valid\": true"), "{stdout}");
+    assert!(stdout.contains("Plan: 1 change, 1 in sync"), "{stdout}");
+    assert!(stdout.contains("Plan: 0 changes, 2 in sync"), "{stdout}");
+    let users = stdout.lines().rev().nth(1).unwrap_or_default();
+    let users: serde_json::Value = serde_json::from_str(users).expect("users JSON");
+    let status = |name: &str| {
+        users
+            .as_array()
+            .and_then(|all| all.iter().find(|u| u["name"] == name))
+            .map(|u| u["status"].clone())
+    };
+    assert_eq!(status("georg.petrov"), Some(json!("inactive")), "{users}");
+    assert_eq!(
+        status("quinn.nguyen"),
+        Some(json!("active")),
+        "the daemon undid the drift"
+    );
+    assert_eq!(
+        stdout.lines().last(),
+        Some("2"),
+        "two audit lines: {stdout}"
+    );
+}
