@@ -790,6 +790,19 @@ async fn the_leak_check_fails_on_a_secret() {
     assert_no_secrets(&world, &format!("Authorization: Bearer {}", secrets[1]));
 }
 
+/// The Acronis client secret is also looked for as it travels in a Basic header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[should_panic(expected = "leaked into an output")]
+async fn the_leak_check_knows_the_basic_header_form() {
+    let mut world = World::new();
+    let mut config = SimConfig::new(SimKind::Acronis, vec![]);
+    config.client_id = "Aladdin".into();
+    config.token = "open sesame".into();
+    world.add("acronis", config, "").await;
+    assert_no_secrets(&world, "Authorization: Basic bm90IGl0");
+    assert_no_secrets(&world, "Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+}
+
 /// Every run of the binary is checked: one whose output echoes a secret (here as the
 /// folder argument, which `validate` names in its error) fails the test by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -128,6 +128,9 @@ impl World {
                     token_var(name)
                 ));
                 self.env.insert(id_var, config.client_id.clone());
+                // The secret as it travels in the token request's Basic header.
+                self.secrets
+                    .insert(base64(&format!("{}:{}", config.client_id, config.token)));
             }
             _ => yaml.push_str(&format!(
                 "    auth: {{ bearer_token_env: {} }}\n",
@@ -238,4 +241,27 @@ fn roster_command(cwd: &Path, args: &[&str], env: &BTreeMap<String, String>) -> 
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env);
     command
+}
+
+/// Standard base64 with padding (RFC 4648), for the form a client secret takes in an
+/// HTTP Basic header; small enough not to need a crate.
+fn base64(text: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in text.as_bytes().chunks(3) {
+        let bytes = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
