@@ -257,14 +257,6 @@ async fn run_daemon(args: RunArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// Roster's own log level: the command's default (warn for one-shot commands, whose
-/// stdout is the result; info for the daemon, whose log is its output) raised by `-v`s.
-fn log_level(verbose: u8, daemon: bool) -> &'static str {
-    const LEVELS: [&str; 4] = ["warn", "info", "debug", "trace"];
-    let default = usize::from(daemon);
-    LEVELS[(default + usize::from(verbose)).min(LEVELS.len() - 1)]
-}
-
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -287,6 +279,14 @@ pub fn init_logging(verbose: u8, format: LogFormat, daemon: bool) {
             .with_ansi(std::io::stderr().is_terminal())
             .try_init(),
     };
+}
+
+/// Roster's own log level: the command's default (warn for one-shot commands, whose
+/// stdout is the result; info for the daemon, whose log is its output) raised by `-v`s.
+fn log_level(verbose: u8, daemon: bool) -> &'static str {
+    const LEVELS: [&str; 4] = ["warn", "info", "debug", "trace"];
+    let default = usize::from(daemon);
+    LEVELS[(default + usize::from(verbose)).min(LEVELS.len() - 1)]
 }
 
 /// Checks the folder (and that every `--provider` names one of its instances) and reports
