@@ -142,39 +142,36 @@ impl Section {
                 .sum::<usize>()
     }
 
-    /// Writes as many rows as fit in `budget` bytes, in order; returns how many rows
-    /// were left out.
+    /// Writes as many rows as fit in `budget` bytes, each group its fair share (see
+    /// [`shares`]) and a prefix of its rows; returns how many rows were left out.
     fn write(&self, budget: usize, out: &mut String) -> usize {
+        let costs: Vec<usize> = self
+            .groups
+            .iter()
+            .map(|g| g.overhead() + g.rows.iter().map(String::len).sum::<usize>())
+            .collect();
+        let shares = shares(&costs, budget.saturating_sub(self.head.len()));
         let mut written = String::new();
         let mut shown_total = 0;
-        for group in &self.groups {
-            let head = if written.is_empty() {
-                self.head.len()
-            } else {
-                0
-            };
-            let mut size = written.len() + head + group.overhead();
+        for (group, share) in self.groups.iter().zip(shares) {
+            let mut size = group.overhead();
             let mut shown = 0;
             for r in &group.rows {
-                if size + r.len() > budget {
+                if size + r.len() > share {
                     break;
                 }
                 size += r.len();
                 shown += 1;
             }
-            if shown == 0 {
-                break;
-            }
-            if written.is_empty() {
-                written.push_str(&self.head);
-            }
-            group.write(shown, &mut written);
-            shown_total += shown;
-            if shown < group.rows.len() {
-                break;
+            if shown > 0 {
+                group.write(shown, &mut written);
+                shown_total += shown;
             }
         }
-        out.push_str(&written);
+        if shown_total > 0 {
+            out.push_str(&self.head);
+            out.push_str(&written);
+        }
         self.rows() - shown_total
     }
 }
@@ -276,9 +273,9 @@ pub fn plan_markdown(plan: &Plan, guard: &[GuardRefusal]) -> String {
                 .iter()
                 .map(|g| {
                     format!(
-                        "> - {} has {} changes, more than its limit of {}: `roster apply` will refuse them unless run with `--allow-mass-change` (or a higher `max_changes`).\n",
+                        "> - {} has {}, more than its limit of {}: `roster apply` will refuse them unless run with `--allow-mass-change` (or a higher `max_changes`).\n",
                         bold(&g.provider),
-                        g.changes,
+                        plural(g.changes, "change", "changes"),
                         g.limit
                     )
                 })

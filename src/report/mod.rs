@@ -46,10 +46,13 @@ pub fn render_apply(report: &ApplyReport, format: Format) -> String {
 
 /// The JSON plan: the contract's document, plus `guard` (the instances where `apply`
 /// would refuse every change, as the text plan warns), so machines see what people see.
+/// `guard` is left out when empty, so a plan without a warning is exactly the
+/// contract's document.
 #[derive(Serialize)]
 struct PlanDocument<'a> {
     #[serde(flatten)]
     plan: &'a Plan,
+    #[serde(skip_serializing_if = "<[GuardRefusal]>::is_empty")]
     guard: &'a [GuardRefusal],
 }
 
@@ -139,6 +142,10 @@ mod tests {
     fn json_plan_of_hostile_values_parses_back_exactly_and_is_inert() {
         let plan = hostile_plan();
         let json = render_plan(&plan, &[], Format::Json);
+        assert!(
+            !json.contains("\"guard\""),
+            "no guard field without a warning"
+        );
         let raw: Vec<char> = json
             .chars()
             .filter(|&c| c != '\n' && c != '\\')
