@@ -527,3 +527,138 @@ fn outcome(outcome: Outcome) -> String {
         Outcome::Failed => "**failed**".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Change, PlanError};
+    use crate::report::tests::hostile_plan;
+    use crate::status::Status;
+
+    fn change(provider: &str, user: &str, reason: &str) -> Change {
+        Change {
+            provider: provider.into(),
+            user: user.into(),
+            account_id: format!("id-{user}"),
+            from: Status::active(),
+            to: Status::inactive(),
+            reason: Some(reason.into()),
+            revision: None,
+        }
+    }
+
+    #[test]
+    fn shares_give_short_lists_everything_and_split_the_rest() {
+        assert_eq!(shares(&[10, 1000, 1000], 610), [10, 300, 300]);
+        assert_eq!(shares(&[10, 20, 30], 1000), [10, 20, 30]);
+        assert_eq!(shares(&[0, 500], 100), [0, 100]);
+    }
+
+    #[test]
+    fn a_plan_where_every_instance_failed_does_not_claim_to_be_in_sync() {
+        let plan = Plan {
+            errors: vec![PlanError {
+                provider: "portal".into(),
+                user: None,
+                account_id: None,
+                message: "connection refused".into(),
+            }],
+            ..Plan::default()
+        };
+        let md = plan_markdown(&plan, &[]);
+        assert!(md.starts_with(
+            "<!-- roster-plan -->\n## Roster plan\n\n**Nothing was read**: every instance failed (portal)"
+        ));
+        assert!(!md.contains("desired status"), "{md}");
+        assert!(md.contains("| portal |  |  | **nothing was read**: connection refused |"));
+    }
+
+    #[test]
+    fn long_lists_fold_and_short_ones_do_not() {
+        let mut plan = Plan::default();
+        plan.changes = (0..FOLD_AFTER + 1)
+            .map(|i| change("big", &format!("u{i:02}"), "r"))
+            .collect();
+        plan.changes.push(change("small", "s", "r"));
+        let md = plan_markdown(&plan, &[]);
+        assert_eq!(md.matches("<details>").count(), 1, "{md}");
+        assert!(md.contains(
+            "#### big: 11 changes\n\n<details><summary>Show 11 changes</summary>\n\n| user |"
+        ));
+        assert!(md.contains("#### small: 1 change\n\n| user |"));
+        assert!(md.ends_with("\n</details>\n\n#### small: 1 change\n\n| user | account | from | to | reason |\n|---|---|---|---|---|\n| s | <code>id-s</code> | active | **inactive** | r |\n"));
+    }
+
+    #[test]
+    fn one_giant_value_is_cut_visibly_and_the_cap_holds() {
+        let giant = "x".repeat(200_000);
+        let plan = Plan {
+            changes: vec![change("a", &giant, &giant)],
+            errors: vec![PlanError {
+                provider: "a".into(),
+                user: Some(giant.clone()),
+                account_id: Some(giant.clone()),
+                message: giant.clone(),
+            }],
+            ..Plan::default()
+        };
+        let md = plan_markdown(&plan, &[]);
+        assert!(md.len() < MAX_COMMENT_BYTES);
+        assert!(
+            md.contains("… \\(199700 more characters\\)"),
+            "cut with a count"
+        );
+        assert!(!md.contains("not shown"), "every row fits once cut");
+    }
+
+    #[test]
+    fn rows_that_do_not_fit_are_counted_in_the_footer() {
+        let reason = "r".repeat(CELL_CHARS);
+        let plan = Plan {
+            changes: (0..1000)
+                .map(|i| change("a", &format!("u{i:04}"), &reason))
+                .collect(),
+            ..Plan::default()
+        };
+        let md = plan_markdown(&plan, &[]);
+        assert!(md.len() < MAX_COMMENT_BYTES);
+        let shown = md.lines().filter(|l| l.starts_with("| u0")).count();
+        assert!(shown > 100 && shown < 1000, "{shown}");
+        assert!(md.contains(&format!("Show {shown} of 1000 changes")));
+        assert!(md.ends_with(&format!(
+            "**{} more changes not shown** (a comment must stay under 65,536 characters); run `roster plan` locally for the full list.\n",
+            1000 - shown
+        )));
+    }
+
+    #[test]
+    fn hostile_values_never_start_or_break_a_line() {
+        let plan = hostile_plan();
+        let md = plan_markdown(&plan, &[]);
+        let rows = md.lines().filter(|l| l.starts_with("| ")).count();
+        // Four table headers, the summary's one instance, one row per change, blocked
+        // and error.
+        assert_eq!(
+            rows,
+            4 + 1 + plan.changes.len() + plan.blocked.len() + plan.errors.len()
+        );
+        assert_eq!(md.lines().next(), Some("<!-- roster-plan -->"));
+        assert_eq!(md.matches("<!--").count(), 1);
+    }
+
+    #[test]
+    fn apply_comment_has_its_own_marker_and_verdict() {
+        let report = ApplyReport {
+            errors: vec![PlanError {
+                provider: "portal".into(),
+                user: None,
+                account_id: None,
+                message: "timeout".into(),
+            }],
+            not_attempted: 2,
+            ..ApplyReport::default()
+        };
+        let md = apply_markdown(&report);
+        assert!(md.starts_with("<!-- roster-apply -->\n## Roster apply\n\n**Not converged**: 2 changes not attempted; nothing was read from portal, so nothing was changed there; 0 applied, 0 already converged.\n\n2 changes were not attempted"), "{md}");
+    }
+}
