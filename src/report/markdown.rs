@@ -575,10 +575,12 @@ mod tests {
 
     #[test]
     fn long_lists_fold_and_short_ones_do_not() {
-        let mut plan = Plan::default();
-        plan.changes = (0..FOLD_AFTER + 1)
-            .map(|i| change("big", &format!("u{i:02}"), "r"))
-            .collect();
+        let mut plan = Plan {
+            changes: (0..FOLD_AFTER + 1)
+                .map(|i| change("big", &format!("u{i:02}"), "r"))
+                .collect(),
+            ..Plan::default()
+        };
         plan.changes.push(change("small", "s", "r"));
         let md = plan_markdown(&plan, &[]);
         assert_eq!(md.matches("<details>").count(), 1, "{md}");
