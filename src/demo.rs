@@ -167,8 +167,8 @@ pub async fn run() -> Result<String, DemoError> {
         .max()
         .unwrap_or(0);
     for (name, sim) in &simulators {
+        let pad = width.saturating_sub(escape::width(name));
         let name = escape::text(name);
-        let pad = width.saturating_sub(escape::width(&name));
         let _ = writeln!(
             out,
             "  {name}{:pad$}  {:<12} {}",

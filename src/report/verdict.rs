@@ -133,7 +133,11 @@ pub(super) fn plan_verdict(plan: &Plan, guard: &[GuardRefusal], style: &Style) -
             plural(with_changes.len(), "instance", "instances")
         )
     } else if plan.errors.is_empty() {
-        (style.strong)("No changes")
+        format!(
+            "{}: {} in sync",
+            (style.strong)("No changes"),
+            plural(plan.in_sync, "account", "accounts")
+        )
     } else {
         (style.strong)("No changes at the instances read")
     };
@@ -350,6 +354,26 @@ mod tests {
         assert_eq!(
             plan_verdict(&plan, &[], &PLAIN),
             "No changes at the instances read; nothing was read from portal; 1 account could not be read."
+        );
+    }
+
+    #[test]
+    fn a_plan_with_only_blocked_entries_is_not_called_in_sync() {
+        let plan = Plan {
+            in_sync: 32,
+            blocked: vec![crate::plan::Blocked {
+                provider: "atlan".into(),
+                user: "kim".into(),
+                account_id: "k".into(),
+                from: Status::active(),
+                to: Status::inactive(),
+                reason: "admin".into(),
+            }],
+            ..Plan::default()
+        };
+        assert_eq!(
+            plan_verdict(&plan, &[], &PLAIN),
+            "No changes: 32 accounts in sync, 1 blocked, no errors."
         );
     }
 
