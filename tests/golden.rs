@@ -562,3 +562,21 @@ async fn the_binary_escapes_provider_and_folder_text_in_every_format() {
     assert!(json.stdout.contains("\\u202e"), "{}", json.stdout);
     assert_eq!(json.json()["changes"][0]["from"], evil_status);
 }
+
+/// Prints how long rendering takes and how big the comment is; asserts nothing about
+/// speed. `cargo test --release --test golden measure -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn measure_rendering() {
+    let (plan, guard) = huge_plan();
+    for format in [Format::Text, Format::Markdown, Format::Json] {
+        let started = std::time::Instant::now();
+        let out = render_plan(&plan, &guard, format);
+        println!(
+            "{format:?}: {} changes rendered in {:?}, {} bytes",
+            plan.changes.len(),
+            started.elapsed(),
+            out.len()
+        );
+    }
+}
