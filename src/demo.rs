@@ -4,6 +4,7 @@
 
 use crate::apply::{self, ApplyOptions};
 use crate::desired::{self, DesiredState};
+use crate::escape;
 use crate::provider::http::NoObserver;
 use crate::reconcile;
 use crate::report;
@@ -160,10 +161,18 @@ pub async fn run() -> Result<String, DemoError> {
         desired.account_count(),
         desired.instances.len()
     );
+    let width = simulators
+        .keys()
+        .map(|n| escape::width(n))
+        .max()
+        .unwrap_or(0);
     for (name, sim) in &simulators {
+        let pad = width.saturating_sub(escape::width(name));
+        let name = escape::text(name);
         let _ = writeln!(
             out,
-            "  {name:<9} {:<12} {}",
+            "  {name}{:pad$}  {:<12} {}",
+            "",
             sim.kind().name(),
             sim.base_url()
         );

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod daemon;
 pub mod demo;
 pub mod desired;
+pub mod escape;
 pub mod plan;
 pub mod provider;
 pub mod reconcile;

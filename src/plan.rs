@@ -18,6 +18,10 @@ pub struct Plan {
     pub changes: Vec<Change>,
     /// Accounts whose live status already matches.
     pub in_sync: usize,
+    /// Accounts in sync per instance, with an entry (possibly 0) for every instance that
+    /// was read without an instance error: reports say what was and was not read.
+    #[serde(skip)]
+    pub in_sync_by_instance: BTreeMap<String, usize>,
     /// Changes the provider is known to refuse; never attempted.
     pub blocked: Vec<Blocked>,
     /// Instances or accounts that could not be read.
@@ -89,6 +93,9 @@ pub fn compute(desired: &DesiredState, observed: &BTreeMap<String, InstanceObser
                 continue;
             }
         };
+        plan.in_sync_by_instance
+            .entry(instance.clone())
+            .or_insert(0);
         for (user, account) in by_instance.get(instance.as_str()).into_iter().flatten() {
             let entry = |message: String| PlanError {
                 provider: instance.clone(),
@@ -110,6 +117,10 @@ pub fn compute(desired: &DesiredState, observed: &BTreeMap<String, InstanceObser
             };
             if live.status == account.status {
                 plan.in_sync += 1;
+                *plan
+                    .in_sync_by_instance
+                    .entry(instance.clone())
+                    .or_insert(0) += 1;
                 continue;
             }
             match &live.refusal {
@@ -157,6 +168,9 @@ impl Plan {
         self.format_version = FORMAT_VERSION;
         self.changes.extend(other.changes);
         self.in_sync += other.in_sync;
+        for (instance, in_sync) in other.in_sync_by_instance {
+            *self.in_sync_by_instance.entry(instance).or_insert(0) += in_sync;
+        }
         self.blocked.extend(other.blocked);
         self.errors.extend(other.errors);
         self.sort();
@@ -296,6 +310,12 @@ mod tests {
         );
         assert_eq!(plan.changes[2].reason.as_deref(), Some("ticket for zoe"));
         assert_eq!(plan.in_sync, 1);
+        let read: Vec<(&str, usize)> = plan
+            .in_sync_by_instance
+            .iter()
+            .map(|(instance, n)| (instance.as_str(), *n))
+            .collect();
+        assert_eq!(read, [("a", 0), ("b", 1)], "c failed, so it was not read");
         let blocked: Vec<&str> = plan.blocked.iter().map(|b| b.user.as_str()).collect();
         assert_eq!(blocked, ["dan", "ivy"]);
         let errors: Vec<(&str, Option<&str>, &str)> = plan

@@ -512,14 +512,15 @@ async fn markdown_plan_is_a_table_for_pull_requests() {
         .roster(&["plan", "--format", "markdown", "desired-state"])
         .await;
     assert!(
-        run.stdout
-            .starts_with("### Roster plan: 2 changes, 2 in sync, 1 blocked, 1 error"),
+        run.stdout.starts_with(
+            "<!-- roster-plan -->\n## Roster plan\n\n**2 changes** at 2 instances, 1 blocked;"
+        ),
         "{}",
         run.stdout
     );
     assert!(
         run.stdout.contains(
-            "| helpdesk | alice | `u-alice` | active | **inactive** | Left the company (HR-4411) |"
+            "| alice | <code>u-alice</code> | active | **inactive** | Left the company \\(HR-4411\\) |"
         ),
         "{}",
         run.stdout

@@ -1,14 +1,22 @@
 //! Renderings of a plan or an apply summary: text for terminals, markdown for
 //! pull-request comments, JSON for machines. Pure functions from data to a string.
+//!
+//! Every value taken from a file or a provider is escaped by [`crate::escape`] in the
+//! renderer that writes it, at the moment it is written: text escaping in `text`,
+//! markdown escaping in `markdown`, `serde_json` plus [`crate::escape::json_safe`] here.
+//! The one-line verdicts that both text and markdown start with live in `verdict`.
 
 mod markdown;
 mod text;
+mod verdict;
 
-pub use markdown::{apply_markdown, plan_markdown};
+pub use markdown::{apply_markdown, plan_markdown, MAX_COMMENT_BYTES};
 pub use text::{apply_text, plan_text};
 
 use crate::apply::{ApplyReport, GuardRefusal};
+use crate::escape;
 use crate::plan::Plan;
+use serde::Serialize;
 
 /// The output format chosen with `--format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -23,7 +31,7 @@ pub fn render_plan(plan: &Plan, guard: &[GuardRefusal], format: Format) -> Strin
     match format {
         Format::Text => plan_text(plan, guard),
         Format::Markdown => plan_markdown(plan, guard),
-        Format::Json => json(plan),
+        Format::Json => json(&PlanDocument { plan, guard }),
     }
 }
 
@@ -36,13 +44,118 @@ pub fn render_apply(report: &ApplyReport, format: Format) -> String {
     }
 }
 
-fn json<T: serde::Serialize>(value: &T) -> String {
-    let mut text =
-        serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+/// The JSON plan: the contract's document, plus `guard` (the instances where `apply`
+/// would refuse every change, as the text plan warns), so machines see what people see.
+/// `guard` is left out when empty, so a plan without a warning is exactly the
+/// contract's document.
+#[derive(Serialize)]
+struct PlanDocument<'a> {
+    #[serde(flatten)]
+    plan: &'a Plan,
+    #[serde(skip_serializing_if = "<[GuardRefusal]>::is_empty")]
+    guard: &'a [GuardRefusal],
+}
+
+fn json<T: Serialize>(value: &T) -> String {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_else(|e| {
+        serde_json::json!({ "error": format!("cannot render JSON: {e}") }).to_string()
+    });
     text.push('\n');
-    text
+    escape::json_safe(&text).into_owned()
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::escape::tests::HOSTILE;
+    use crate::plan::{Blocked, Change, PlanError};
+    use crate::status::Status;
+
+    /// A plan whose every untrusted field is one of the hostile strings.
+    pub(crate) fn hostile_plan() -> Plan {
+        let mut plan = Plan {
+            format_version: 1,
+            in_sync: 3,
+            ..Plan::default()
+        };
+        plan.in_sync_by_instance.insert("helpdesk".into(), 3);
+        for (i, s) in HOSTILE.iter().enumerate() {
+            plan.changes.push(Change {
+                provider: "helpdesk".into(),
+                user: format!("{i:02} {s}"),
+                account_id: s.to_string(),
+                from: Status::new(*s),
+                to: Status::inactive(),
+                reason: Some(s.to_string()),
+                revision: None,
+            });
+            plan.blocked.push(Blocked {
+                provider: "helpdesk".into(),
+                user: format!("{i:02} {s}"),
+                account_id: s.to_string(),
+                from: Status::active(),
+                to: Status::new(*s),
+                reason: s.to_string(),
+            });
+            plan.errors.push(PlanError {
+                provider: "helpdesk".into(),
+                user: Some(format!("{i:02} {s}")),
+                account_id: Some(s.to_string()),
+                message: s.to_string(),
+            });
+        }
+        plan
+    }
+
+    #[test]
+    fn json_plan_adds_the_guard_and_keeps_the_contract() {
+        let plan = Plan {
+            format_version: 1,
+            in_sync: 2,
+            ..Plan::default()
+        };
+        let guard = [GuardRefusal {
+            provider: "helpdesk".into(),
+            changes: 30,
+            limit: 25,
+        }];
+        let value: serde_json::Value =
+            serde_json::from_str(&render_plan(&plan, &guard, Format::Json)).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "format_version": 1,
+                "changes": [],
+                "in_sync": 2,
+                "blocked": [],
+                "errors": [],
+                "guard": [{"provider": "helpdesk", "changes": 30, "limit": 25}]
+            })
+        );
+    }
+
+    #[test]
+    fn json_plan_of_hostile_values_parses_back_exactly_and_is_inert() {
+        let plan = hostile_plan();
+        let json = render_plan(&plan, &[], Format::Json);
+        assert!(
+            !json.contains("\"guard\""),
+            "no guard field without a warning"
+        );
+        let raw: Vec<char> = json
+            .chars()
+            .filter(|&c| c != '\n' && c != '\\')
+            .filter(|c| escape::text(&c.to_string()) != c.to_string())
+            .collect();
+        assert!(raw.is_empty(), "left raw: {raw:?}");
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for (i, s) in HOSTILE.iter().enumerate() {
+            assert_eq!(value["changes"][i]["account_id"], *s);
+            assert_eq!(value["errors"][i]["message"], *s);
+        }
+    }
 }
