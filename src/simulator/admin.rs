@@ -21,6 +21,32 @@ pub(super) async fn admin_clear_requests(State(sim): State<Arc<Shared>>) -> Stat
     StatusCode::NO_CONTENT
 }
 
+/// `GET /_sim/faults`: the fault configuration as it was last set.
+pub(super) async fn admin_faults(State(sim): State<Arc<Shared>>) -> Response {
+    Reply::ok(&lock(&sim.faults).configured).into_response()
+}
+
+/// `PUT /_sim/faults`: replaces the fault configuration (rule counters start again).
+pub(super) async fn admin_set_faults(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Faults>(&body) {
+        Ok(faults) => {
+            *lock(&sim.faults) = FaultState::new(faults);
+            Reply::ok(&lock(&sim.faults).configured).into_response()
+        }
+        Err(e) => Reply::json(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({ "error": format!("not a fault configuration: {e}") }),
+        )
+        .into_response(),
+    }
+}
+
+/// `DELETE /_sim/faults`: no faults any more.
+pub(super) async fn admin_clear_faults(State(sim): State<Arc<Shared>>) -> StatusCode {
+    *lock(&sim.faults) = FaultState::new(Faults::default());
+    StatusCode::NO_CONTENT
+}
+
 pub(super) async fn admin_users(State(sim): State<Arc<Shared>>) -> Response {
     Reply::ok(&sim.users()).into_response()
 }

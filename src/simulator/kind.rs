@@ -45,6 +45,12 @@ pub(super) trait KindApi: Send + Sync {
         user.touch();
     }
 
+    /// Where list answers carry their total, as JSON object keys from the top (for the
+    /// `LyingTotal` fault); none by default.
+    fn total_fields(&self) -> &'static [&'static [&'static str]] {
+        &[]
+    }
+
     /// Answers an admitted request.
     fn handle(&self, sim: &Shared, req: &ApiRequest, route: Route) -> Reply;
 }
@@ -117,6 +123,8 @@ pub(super) struct ApiRequest {
     pub(super) query: Option<String>,
     pub(super) headers: HeaderMap,
     pub(super) body: Bytes,
+    /// How a cursor-paged list should misbehave (set by the fault layer).
+    pub(super) cursor_fault: Option<CursorFault>,
 }
 
 impl ApiRequest {
@@ -134,6 +142,7 @@ impl ApiRequest {
             query: parts.uri.query().map(str::to_string),
             headers: parts.headers,
             body,
+            cursor_fault: None,
         }
     }
 

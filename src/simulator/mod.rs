@@ -36,7 +36,7 @@ mod test_support;
 #[cfg(test)]
 mod tests;
 
-pub use faults::{FaultAction, FaultRule, FaultTarget, Faults};
+pub use faults::{load_faults, FaultAction, FaultRule, FaultTarget, Faults, FaultsFileError};
 pub use fixture::{load_fixture, FixtureError};
 pub use log::RecordedRequest;
 pub use model::{SimConfig, SimKind, SimUser};

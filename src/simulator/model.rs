@@ -43,6 +43,17 @@ impl SimKind {
         }
     }
 
+    /// The field of a list record that carries the account's status (what the
+    /// `OmitField` fault removes to make a record miss its status).
+    pub fn status_field(&self) -> &'static str {
+        match self {
+            SimKind::StatusApi => "status",
+            SimKind::SuspendApi => "active",
+            SimKind::Atlan | SimKind::Acronis => "enabled",
+            SimKind::Zitadel => "state",
+        }
+    }
+
     /// The kind with this [`name`](Self::name), if any.
     pub fn parse(s: &str) -> Option<SimKind> {
         SimKind::ALL.into_iter().find(|k| k.name() == s)

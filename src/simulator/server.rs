@@ -33,17 +33,53 @@ impl Simulator {
     pub async fn start_on(config: SimConfig, addr: SocketAddr) -> std::io::Result<Simulator> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(config));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, shared.clone(), async {
-            let _ = stopped.await;
-        }));
-        Ok(Simulator {
-            shared,
+        let mut sim = Simulator {
+            shared: Arc::new(Shared::new(config)),
             addr,
-            stop: Some(stop),
-            task: Some(task),
-        })
+            stop: None,
+            task: None,
+        };
+        sim.listen(listener);
+        Ok(sim)
+    }
+
+    fn listen(&mut self, listener: TcpListener) {
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.task = Some(tokio::spawn(serve(listener, self.shared.clone(), async {
+            let _ = stopped.await;
+        })));
+        self.stop = Some(stop);
+    }
+
+    /// Takes the instance down: it stops listening (new connections are refused) and closes
+    /// open ones, keeping its accounts, faults and request log. [`bring_up`](Self::bring_up)
+    /// serves again on the same port. For "the provider is down for a whole pass".
+    pub async fn take_down(&mut self) {
+        self.stop_serving().await;
+    }
+
+    /// Serves again on the same address after [`take_down`](Self::take_down); a no-op while
+    /// serving. Fails when the port was taken in the meantime.
+    pub async fn bring_up(&mut self) -> std::io::Result<()> {
+        if self.task.is_none() {
+            let listener = TcpListener::bind(self.addr).await?;
+            self.listen(listener);
+        }
+        Ok(())
+    }
+
+    async fn stop_serving(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(mut task) = self.task.take() {
+            if tokio::time::timeout(Duration::from_secs(2), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
     }
 
     /// Which API this simulator speaks.
@@ -121,17 +157,7 @@ impl Simulator {
 
     /// Stops accepting connections and waits (briefly) for open ones to finish.
     pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(mut task) = self.task.take() {
-            if tokio::time::timeout(Duration::from_secs(2), &mut task)
-                .await
-                .is_err()
-            {
-                task.abort();
-            }
-        }
+        self.stop_serving().await;
     }
 }
 
@@ -167,6 +193,12 @@ pub(super) async fn serve(
         .route("/_sim/users", get(admin_users))
         .route("/_sim/users/{id}/status", put(admin_set_status))
         .route("/_sim/stats", get(admin_stats))
+        .route(
+            "/_sim/faults",
+            get(admin_faults)
+                .put(admin_set_faults)
+                .delete(admin_clear_faults),
+        )
         .fallback(api_request)
         .with_state(shared);
     axum::serve(

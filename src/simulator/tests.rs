@@ -389,3 +389,277 @@ async fn serve_forever_serves_until_dropped() {
     assert_eq!(users.map(|u| u.len()), Some(1));
     server.abort();
 }
+
+#[tokio::test]
+async fn drop_after_handling_applies_the_write_and_loses_the_answer() {
+    let sim = with_faults(Faults::always(
+        FaultTarget::Writes,
+        FaultAction::DropAfterHandling,
+    ))
+    .await;
+    let lost = status_api_patch(&sim, "u1", "inactive").send().await;
+    assert!(lost.is_err(), "expected a transport error: {lost:?}");
+    assert_eq!(sim.user("u1").map(|u| u.status), Some("inactive".into()));
+    assert_eq!(statuses(&sim), [0]);
+}
+
+#[tokio::test]
+async fn malformed_and_truncated_bodies_are_not_json() {
+    let sim = with_faults(Faults::always(
+        FaultTarget::Reads,
+        FaultAction::MalformedBody,
+    ))
+    .await;
+    let resp = status_api_get(&sim, "/users").send().await.expect("send");
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.expect("body");
+    assert!(text.starts_with("{,,"), "{text}");
+    assert!(serde_json::from_str::<Value>(&text).is_err());
+
+    sim.set_faults(Faults::always(
+        FaultTarget::Reads,
+        FaultAction::TruncatedBody,
+    ));
+    let resp = status_api_get(&sim, "/users")
+        .send()
+        .await
+        .expect("headers arrive");
+    assert_eq!(resp.status(), 200);
+    let length = resp.content_length().expect("full content length");
+    assert!(length > 20);
+    assert!(resp.bytes().await.is_err(), "the body is cut");
+    assert_eq!(statuses(&sim), [200, 200]);
+}
+
+#[tokio::test]
+async fn error_answers_are_not_reshaped() {
+    let sim = with_faults(Faults::always(FaultTarget::Any, FaultAction::MalformedBody)).await;
+    let resp = status_api_get(&sim, "/users/nobody")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 404);
+    let body: Value = resp.json().await.expect("JSON error body");
+    assert_eq!(body["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn omit_field_removes_it_from_every_record() {
+    let sim = with_faults(Faults::always(
+        FaultTarget::Reads,
+        FaultAction::OmitField(SimKind::StatusApi.status_field().to_string()),
+    ))
+    .await;
+    let body: Value = status_api_get(&sim, "/users")
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["data"][0]["id"], "u1");
+    assert!(body["data"][0].get("status").is_none(), "{body}");
+    assert_eq!(body["total"], 1);
+}
+
+#[tokio::test]
+async fn oversized_body_is_streamed_valid_json() {
+    let padding = 3 * 1024 * 1024 + 17;
+    let sim = with_faults(Faults::always(
+        FaultTarget::Reads,
+        FaultAction::OversizedBody(padding),
+    ))
+    .await;
+    let resp = status_api_get(&sim, "/users").send().await.expect("send");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.content_length(), None, "streamed without a length");
+    let bytes = resp.bytes().await.expect("body");
+    assert!(bytes.len() as u64 > padding);
+    let body: Value = serde_json::from_slice(&bytes).expect("still JSON");
+    assert_eq!(body["data"][0]["id"], "u1");
+    assert_eq!(
+        body["_padding"].as_str().map(str::len),
+        Some(padding as usize)
+    );
+}
+
+#[tokio::test]
+async fn lying_total_replaces_the_total_of_lists_only() {
+    let sim = with_faults(Faults::always(
+        FaultTarget::Reads,
+        FaultAction::LyingTotal(json!(1_000_000_000_000_000_000_u64)),
+    ))
+    .await;
+    let list: Value = status_api_get(&sim, "/users")
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["total"], json!(1_000_000_000_000_000_000_u64));
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(1));
+    let one: Value = status_api_get(&sim, "/users/u1")
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(one["id"], "u1");
+}
+
+#[tokio::test]
+async fn suspend_api_cursors_cycle_or_never_end() {
+    let users = (0..5).map(|i| user(&format!("u{i}"), &format!("n{i}@x.org"), "active"));
+    let mut config = SimConfig::new(SimKind::SuspendApi, users.collect());
+    config.page_size_max = 2;
+    config.faults = Faults::always(FaultTarget::Reads, FaultAction::CyclingCursor);
+    let tenant = config.tenant_id.clone();
+    let sim = Simulator::start(config).await.expect("start");
+    let page = |cursor: Option<String>| {
+        let mut url = format!("{}/v1/users?limit=100", sim.base_url());
+        if let Some(cursor) = cursor {
+            url.push_str(&format!("&cursor={cursor}"));
+        }
+        let request = http()
+            .get(url)
+            .bearer_auth("sim-token")
+            .header("X-Tenant-ID", tenant.clone());
+        async move {
+            let body: Value = request
+                .send()
+                .await
+                .expect("send")
+                .json()
+                .await
+                .expect("json");
+            let ids: Vec<String> = body["data"]
+                .as_array()
+                .map(|d| {
+                    d.iter()
+                        .filter_map(|u| u["id"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (ids, body["next_cursor"].as_str().map(str::to_string))
+        }
+    };
+    let (first, a) = page(None).await;
+    let (second, b) = page(a.clone()).await;
+    let (third, back) = page(b.clone()).await;
+    assert_eq!((first.len(), second.len(), third.len()), (2, 2, 1));
+    assert!(a.is_some() && a != b);
+    assert_eq!(back, a, "A -> B -> A");
+
+    sim.set_faults(Faults::always(
+        FaultTarget::Reads,
+        FaultAction::EndlessCursor,
+    ));
+    let mut cursor = None;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..10 {
+        let (ids, next) = page(cursor).await;
+        assert!(!ids.is_empty());
+        let next = next.expect("never null");
+        assert!(seen.insert(next.clone()), "cursor {next} repeated");
+        cursor = Some(next);
+    }
+}
+
+#[tokio::test]
+async fn faults_round_trip_through_the_admin_endpoint() {
+    let sim = start(SimKind::StatusApi, vec![user("u1", "anna", "active")]).await;
+    let url = format!("{}/_sim/faults", sim.base_url());
+    let config = json!({
+        "latency_ms": 5,
+        "rules": [
+            {"target": "reads", "times": 1, "action": {"status": {"code": 429, "retry_after": "1"}}},
+            {"target": "writes", "action": "drop_after_handling"},
+            {"target": "any", "times": 2, "action": {"delay_ms": 10}},
+            {"target": "reads", "action": {"lying_total": "99999999999999999999999"}}
+        ]
+    });
+    let resp = http().put(&url).json(&config).send().await.expect("send");
+    assert_eq!(resp.status(), 200);
+    let got: Value = http()
+        .get(&url)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let expected = json!({
+        "latency_ms": 5,
+        "rules": [
+            {"target": "reads", "times": 1, "action": {"status": {"code": 429, "retry_after": "1"}}},
+            {"target": "writes", "times": 0, "action": "drop_after_handling"},
+            {"target": "any", "times": 2, "action": {"delay_ms": 10}},
+            {"target": "reads", "times": 0, "action": {"lying_total": "99999999999999999999999"}}
+        ]
+    });
+    assert_eq!(got, expected);
+    let limited = status_api_get(&sim, "/users").send().await.expect("send");
+    assert_eq!(limited.status(), 429);
+    let bad = http()
+        .put(&url)
+        .json(&json!({"rules": [{"target": "all"}]}))
+        .send()
+        .await;
+    assert_eq!(bad.expect("send").status(), 400);
+    let cleared = http().delete(&url).send().await.expect("send");
+    assert_eq!(cleared.status(), 204);
+    let got: Value = http()
+        .get(&url)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(got, json!({"latency_ms": 0, "rules": []}));
+}
+
+#[tokio::test]
+async fn fault_file_loads_and_names_itself_when_wrong() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let good = dir.path().join("faults.json");
+    std::fs::write(
+        &good,
+        r#"{"rules": [{"target": "writes", "action": "drop"}]}"#,
+    )
+    .expect("write");
+    let faults = load_faults(&good).expect("loads");
+    assert_eq!(faults.rules.len(), 1);
+    assert!(matches!(faults.rules[0].action, FaultAction::Drop));
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"rules": [], "latncy_ms": 3}"#).expect("write");
+    let message = load_faults(&bad).expect_err("unknown key").to_string();
+    assert!(
+        message.contains("bad.json") && message.contains("latncy_ms"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn taken_down_refuses_connections_then_serves_the_same_state() {
+    let mut sim = start(SimKind::StatusApi, vec![user("u1", "anna", "active")]).await;
+    let base = sim.base_url();
+    status_api_get(&sim, "/users").send().await.expect("send");
+    sim.take_down().await;
+    let refused = http().get(format!("{base}/users")).send().await;
+    assert!(refused.is_err_and(|e| e.is_connect()), "connection refused");
+    assert!(sim.set_user_status("u1", "inactive"));
+    sim.bring_up().await.expect("same port again");
+    assert_eq!(sim.base_url(), base);
+    let body: Value = status_api_get(&sim, "/users/u1")
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["status"], "inactive");
+    assert_eq!(sim.requests().len(), 2, "the log survives");
+}
