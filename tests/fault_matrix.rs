@@ -430,11 +430,13 @@ async fn run_cell(fault: &Fault, kind: SimKind) -> Result<String, String> {
         (None, None, 0) => format!("exit {}", run.code),
         (None, None, n) => format!("exit {}, {n} failed attempt(s) retried", run.code),
     };
-    let writes_note = format!(
-        "{} write(s){}",
-        writes.len(),
-        if applied_now { ", applied" } else { "" }
-    );
+    let reported = report["results"]
+        .as_array()
+        .and_then(|results| results.iter().find(|r| r["account_id"] == ids[0].as_str()))
+        .and_then(|r| r["outcome"].as_str())
+        .map(|outcome| format!(", reported {outcome}"))
+        .unwrap_or_default();
+    let writes_note = format!("{} write(s){reported}", writes.len());
 
     // Clear the fault: the next pass converges, the one after makes no write.
     if let Some(sim) = world.sims.get_mut("faulty") {

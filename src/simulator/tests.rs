@@ -663,3 +663,40 @@ async fn taken_down_refuses_connections_then_serves_the_same_state() {
     assert_eq!(body["status"], "inactive");
     assert_eq!(sim.requests().len(), 2, "the log survives");
 }
+
+#[tokio::test]
+async fn lying_total_reaches_every_total_field() {
+    let total = json!("999999999999999999999999");
+    let cases = [
+        (
+            SimKind::Atlan,
+            "/api/service/users",
+            vec!["/totalRecord", "/filterRecord"],
+        ),
+        (
+            SimKind::Zitadel,
+            "/resources/v3alpha/users/_search",
+            vec!["/details/totalResult"],
+        ),
+    ];
+    for (kind, path, pointers) in cases {
+        let mut config = SimConfig::new(kind, vec![user("1", "anna", "active")]);
+        config.faults = Faults::always(FaultTarget::Reads, FaultAction::LyingTotal(total.clone()));
+        let sim = Simulator::start(config).await.expect("start");
+        let url = format!("{}{path}", sim.base_url());
+        let request = match kind {
+            SimKind::Zitadel => http().post(url).json(&json!({"filters": []})),
+            _ => http().get(url),
+        };
+        let resp = request.bearer_auth("sim-token").send().await.expect("send");
+        assert_eq!(resp.status(), 200, "{kind}");
+        let body: Value = resp.json().await.expect("json");
+        for pointer in pointers {
+            assert_eq!(
+                body.pointer(pointer),
+                Some(&total),
+                "{kind} {pointer}: {body}"
+            );
+        }
+    }
+}
