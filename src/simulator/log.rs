@@ -25,6 +25,7 @@ pub struct RecordedRequest {
     pub body: Option<serde_json::Value>,
     /// True for status-changing calls; false for reads, zitadel `_search` and the acronis token.
     pub is_write: bool,
-    /// The status the simulator answered; 0 when the connection was dropped without an answer.
+    /// The status the simulator answered; 0 when the connection was dropped without an answer
+    /// (after the request was handled, for `FaultAction::DropAfterHandling`).
     pub status: u16,
 }
