@@ -700,3 +700,35 @@ async fn lying_total_reaches_every_total_field() {
         }
     }
 }
+
+#[test]
+fn every_documented_fault_action_parses() {
+    let actions = [
+        r#"{"status": {"code": 429, "retry_after": "2"}}"#,
+        r#"{"status": {"code": 503}}"#,
+        r#""drop""#,
+        r#""drop_after_handling""#,
+        r#"{"delay_ms": 1500}"#,
+        r#""concurrent_change""#,
+        r#""expire_tokens""#,
+        r#""malformed_body""#,
+        r#""truncated_body""#,
+        r#"{"omit_field": "id"}"#,
+        r#"{"oversized_body": 134217728}"#,
+        r#"{"lying_total": 1000000}"#,
+        r#"{"lying_total": "999999999999999999999999"}"#,
+        r#""cycling_cursor""#,
+        r#""endless_cursor""#,
+    ];
+    for action in actions {
+        let parsed: Result<FaultAction, _> = serde_json::from_str(action);
+        assert!(parsed.is_ok(), "{action}: {parsed:?}");
+    }
+    for target in ["any", "reads", "writes", "token"] {
+        let rule = format!(r#"{{"target": "{target}", "action": "drop"}}"#);
+        let parsed: FaultRule = serde_json::from_str(&rule).expect("rule");
+        assert_eq!(parsed.times, 0, "times defaults to forever");
+    }
+    let unknown: Result<FaultAction, _> = serde_json::from_str(r#""explode""#);
+    assert!(unknown.is_err());
+}
