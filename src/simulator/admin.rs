@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::*;
+use super::{lock, FaultState, Faults, RecordedRequest, Reply, Shared};
 
 pub(super) async fn admin_requests(State(sim): State<Arc<Shared>>) -> Response {
     let log: Vec<RecordedRequest> = lock(&sim.log).iter().cloned().collect();

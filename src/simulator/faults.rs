@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::*;
+use super::Class;
 
 /// Misbehaviour to inject, so retries, backoff, concurrency limits and the client's defences
 /// against broken answers can be tested. As JSON (the admin endpoint `PUT /_sim/faults` and

@@ -8,7 +8,10 @@ use percent_encoding::percent_decode_str;
 use rand::rngs::StdRng;
 use serde::Serialize;
 
-use super::*;
+use super::{
+    acronis, atlan, status_api, suspend_api, uuid, zitadel, CursorFault, Shared, SimKind,
+    StoredUser,
+};
 
 /// What one provider kind adds to the framework. Implemented by a unit struct in each kind's file.
 pub(super) trait KindApi: Send + Sync {

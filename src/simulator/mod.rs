@@ -10,7 +10,8 @@
 //! connections for dropped-answer faults, [`redact`] keeps secrets out of the log, [`fixture`]
 //! makes accounts and [`util`] holds the helpers the kinds share. Each kind's file only adds its
 //! routes, JSON rendering and quirks through the `KindApi` trait; a new kind is one new file plus
-//! one line in the `api` registry.
+//! one line in the `api` registry. The glob imports below make each part's crate-private
+//! items reachable as `super::name` from its siblings, so the parts import each other by name.
 
 mod acronis;
 mod admin;

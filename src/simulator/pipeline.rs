@@ -8,7 +8,10 @@ use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 
-use super::*;
+use super::{
+    lock, recorded, ApiRequest, Class, ConnHandle, FaultAnswer, FaultPlan, InFlightWrite, Reply,
+    Route, Shape, Shared,
+};
 
 /// The largest request body a simulator accepts; real clients send a few hundred bytes.
 const MAX_BODY_BYTES: usize = 1024 * 1024;

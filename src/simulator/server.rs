@@ -13,7 +13,11 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::*;
+use super::{
+    admin_clear_faults, admin_clear_requests, admin_faults, admin_requests, admin_set_faults,
+    admin_set_status, admin_stats, admin_users, api_request, lock, ConnHandle, FaultState, Faults,
+    RecordedRequest, Shared, SimConfig, SimKind, SimListener, SimUser,
+};
 
 /// A running simulator. Dropping it stops the server; [`Simulator::shutdown`] stops it gracefully.
 pub struct Simulator {

@@ -5,7 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use super::*;
+use super::{
+    api, ApiRequest, Class, FaultState, KindApi, RecordedRequest, SimConfig, SimUser, Store,
+    MAX_LOGGED_REQUESTS,
+};
 
 /// Everything the server tasks and the [`Simulator`] handle share.
 pub(super) struct Shared {

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::*;
+use super::{hash, unix_now, SimUser};
 
 /// The accounts, in insertion order, with an index by id and the order by name.
 pub(super) struct Store {

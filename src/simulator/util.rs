@@ -4,7 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
 
-use super::*;
+use super::ApiRequest;
 
 pub(super) fn unix_now() -> u64 {
     SystemTime::now()
