@@ -80,6 +80,9 @@ pub struct SimulateArgs {
     /// The most records one list page returns.
     #[arg(long, default_value_t = 100)]
     pub page_size: usize,
+    /// Inject faults from this JSON file (the body `PUT /_sim/faults` takes; see README).
+    #[arg(long, value_name = "FILE")]
+    pub faults: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -478,17 +481,25 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
     let mut config = SimConfig::new(kind, users);
     config.token = args.token;
     config.page_size_max = args.page_size.max(1);
+    if let Some(path) = &args.faults {
+        config.faults = simulator::load_faults(path)?;
+    }
+    let token = if config.token == "sim-token" {
+        "sim-token"
+    } else {
+        "set by --token"
+    };
     let listener = std::net::TcpListener::bind(("127.0.0.1", args.port))
         .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
     let addr = listener.local_addr()?;
     drop(listener);
     eprintln!(
-        "simulating {} with {} users on http://{addr} (token: {}, tenant_id: {}, acronis client_id: {}); Ctrl-C stops",
+        "simulating {} with {} users on http://{addr} (token: {token}, tenant_id: {}, acronis client_id: {}, {} fault rules); Ctrl-C stops",
         kind.name(),
         config.users.len(),
-        config.token,
         config.tenant_id,
-        config.client_id
+        config.client_id,
+        config.faults.rules.len()
     );
     tokio::select! {
         result = simulator::serve_forever(config, addr) => result?,

@@ -241,6 +241,7 @@ mod tests {
     use super::super::test_support::{encode, http, start, user};
     use super::super::*;
     use serde_json::{json, Value};
+    use std::time::Duration;
 
     async fn new_token(sim: &Simulator) -> String {
         let resp = http()

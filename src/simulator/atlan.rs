@@ -16,6 +16,10 @@ impl KindApi for Atlan {
         &["active", "inactive", "unknown"]
     }
 
+    fn total_fields(&self) -> &'static [&'static [&'static str]] {
+        &[&["totalRecord"], &["filterRecord"]]
+    }
+
     fn route(&self, method: &Method, segments: &[String]) -> Route {
         match (method, segments) {
             (&Method::GET, [api, service, users])

@@ -18,6 +18,10 @@ impl KindApi for StatusApi {
         &STATUSES
     }
 
+    fn total_fields(&self) -> &'static [&'static [&'static str]] {
+        &[&["total"]]
+    }
+
     fn route(&self, method: &Method, segments: &[String]) -> Route {
         match (method, segments) {
             (&Method::GET, [users]) if users == "users" => Route::List,

@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{
-    count_param, display_names, hash, one_in, page_range, rfc3339, ApiRequest, KindApi, Reply,
-    Route, Shared, StoredUser,
+    count_param, display_names, hash, one_in, page_range, rfc3339, ApiRequest, CursorFault,
+    KindApi, Reply, Route, Shared, StoredUser,
 };
 
 pub(super) struct SuspendApi;
@@ -97,8 +97,30 @@ fn list(sim: &Shared, req: &ApiRequest) -> Reply {
     };
     let store = sim.store();
     let users = store.all();
-    let range = page_range(users.len(), offset, limit);
-    let next_cursor = (range.end < users.len()).then(|| encode_cursor(range.end));
+    let (range, next_cursor) = match req.cursor_fault {
+        None => {
+            let range = page_range(users.len(), offset, limit);
+            let next = (range.end < users.len()).then_some(range.end);
+            (range, next)
+        }
+        Some(CursorFault::Cycling) => {
+            let range = page_range(users.len(), offset, limit);
+            let first_cursor = if users.len() > limit { limit } else { 0 };
+            let next = if range.end < users.len() {
+                range.end
+            } else {
+                first_cursor
+            };
+            (range, Some(next))
+        }
+        Some(CursorFault::Endless) => {
+            let start = offset.checked_rem(users.len()).unwrap_or(0);
+            let range = page_range(users.len(), start, limit);
+            let next = offset.saturating_add(range.len().max(1));
+            (range, Some(next))
+        }
+    };
+    let next_cursor = next_cursor.map(encode_cursor);
     let mut page = b"{\"data\":[".to_vec();
     for (i, user) in users[range].iter().enumerate() {
         if i > 0 {

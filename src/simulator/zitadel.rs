@@ -43,6 +43,10 @@ impl KindApi for Zitadel {
             .to_string()
     }
 
+    fn total_fields(&self) -> &'static [&'static [&'static str]] {
+        &[&["details", "totalResult"]]
+    }
+
     fn route(&self, method: &Method, segments: &[String]) -> Route {
         let [resources, v3alpha, users, rest @ ..] = segments else {
             return Route::NotFound;

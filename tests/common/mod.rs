@@ -201,6 +201,35 @@ impl World {
         roster_command(self.dir.path(), args, &self.env)
     }
 
+    /// Like [`roster`](Self::roster), but a run that takes longer than `limit` is killed and
+    /// reported as an error, so a hang fails a test instead of stalling it.
+    pub async fn roster_within(
+        &self,
+        args: &[&str],
+        limit: std::time::Duration,
+    ) -> Result<Run, String> {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_roster"));
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(&self.env)
+            .kill_on_drop(true);
+        match tokio::time::timeout(limit, command.output()).await {
+            Err(_) => Err(format!(
+                "roster {} did not finish within {limit:?}",
+                args.join(" ")
+            )),
+            Ok(Err(e)) => Err(format!("roster {} could not run: {e}", args.join(" "))),
+            Ok(Ok(output)) => Ok(Run {
+                code: output.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            }),
+        }
+    }
+
     /// Total requests the simulators received.
     pub fn request_count(&self) -> usize {
         self.sims.values().map(|s| s.requests().len()).sum()
