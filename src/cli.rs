@@ -133,7 +133,8 @@ pub struct RunArgs {
     /// Append one JSON line per write call to this file; reopened on SIGHUP.
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
-    /// Replace every instance's max_changes, on every pass.
+    /// Lower every instance's max_changes, on every pass (never raises it: raise
+    /// max_changes in providers.yaml, in a reviewed commit).
     #[arg(long, value_name = "N")]
     pub max_changes: Option<usize>,
     /// Refused: the daemon never lifts the guard (see `run_daemon`); kept so that an old

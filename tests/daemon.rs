@@ -496,7 +496,12 @@ async fn the_safety_guard_refuses_every_pass_until_the_folder_changes() {
             ("u3", "helpdesk", "u3", "inactive"),
         ]),
     );
-    let daemon = Daemon::start(&ws.path("desired-state"), &["--interval", "1s"]).await;
+    // `--max-changes` can only lower the folder's limit in the daemon, never raise it.
+    let daemon = Daemon::start(
+        &ws.path("desired-state"),
+        &["--interval", "1s", "--max-changes", "50"],
+    )
+    .await;
     eventually("two refused passes", Duration::from_secs(6), || async {
         daemon
             .metric_sum("roster_passes_total", &[r#"result="refused""#])
@@ -512,6 +517,12 @@ async fn the_safety_guard_refuses_every_pass_until_the_folder_changes() {
         Some(1.0)
     );
     assert!(daemon.log_lines(&["safety guard", "limit=2"]).len() >= 2);
+    assert_eq!(
+        daemon
+            .log_lines(&["--max-changes 50 does not raise", "max_changes=2"])
+            .len(),
+        1
+    );
     // A refused pass is retried on the interval, not in a tight loop, and keeps the
     // daemon unready, naming the instance and the counts.
     assert_eq!(

@@ -339,8 +339,14 @@ impl InstanceLoop {
                 ),
             }
         }
+        // `run --max-changes` can only tighten an instance's limit: loosening it for
+        // every future pass is a decision for a reviewed commit.
+        let own_limit = desired.instances.get(&self.name).map(|i| i.max_changes);
         let options = ApplyOptions {
-            max_changes: self.context.max_changes,
+            max_changes: match (self.context.max_changes, own_limit) {
+                (Some(flag), Some(own)) => Some(flag.min(own)),
+                (flag, _) => flag,
+            },
             allow_mass_change: false,
             guard_held: self.guard_held.is_some(),
             git_commit: loaded.git_commit.clone(),

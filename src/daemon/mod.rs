@@ -39,6 +39,7 @@ pub struct DaemonConfig {
     pub audit_log: Option<PathBuf>,
     /// `--provider`: only these instances; all when empty.
     pub providers: Vec<String>,
+    /// `--max-changes`: lowers (never raises) every instance's `max_changes`.
     pub max_changes: Option<usize>,
     /// How long a shutdown waits for calls in flight.
     pub grace_period: Duration,
@@ -65,7 +66,8 @@ pub enum DaemonError {
     Server(std::io::Error),
     #[error(
         "grace period of {grace} expired with passes still running at: {instances}; \
-         a write call in flight then may have been made without an audit line"
+         a write call in flight then may have reached the provider: its intent line is in \
+         the audit log, its outcome line is not"
     )]
     GraceExpired { grace: String, instances: String },
 }
@@ -244,7 +246,7 @@ impl Supervisor {
                 return Ok(());
             }
             Err(panic) => {
-                tracing::error!(error = %panic, "loading the folder failed unexpectedly; keeping the last good folder");
+                tracing::error!(error = ?panic.to_string(), "loading the folder failed unexpectedly; keeping the last good folder");
                 return Ok(());
             }
         };
@@ -261,6 +263,14 @@ impl Supervisor {
         for name in desired.instances.keys() {
             if self.filter.is_empty() || self.filter.contains(name) {
                 selected.push(name.clone());
+            }
+        }
+        if let Some(flag) = self.context.max_changes {
+            for name in &selected {
+                let own = desired.instances.get(name).map_or(flag, |i| i.max_changes);
+                if flag > own {
+                    tracing::warn!(instance = %name, max_changes = own, "--max-changes {flag} does not raise an instance's max_changes in the daemon; raise it in providers.yaml in a reviewed commit");
+                }
             }
         }
         for name in &self.filter {
