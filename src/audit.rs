@@ -126,9 +126,12 @@ impl AuditLog {
         format!("{:08x}-{n}", self.run_id)
     }
 
-    /// Appends one record as a single line with one `write`, then syncs it to disk when
-    /// the target is a regular file. Any error (disk full, a short write) is returned:
-    /// the caller must then make no call that this line was to announce.
+    /// Appends one record as a single line with one `write`. An intent line is then
+    /// synced to disk when the target is a regular file; an outcome line reaches the
+    /// disk with the next intent's sync (or at close), since losing it in a power cut
+    /// only leaves an intent without an outcome, which the next pass resolves by reading
+    /// the live status. Any error (disk full, a short write) is returned: the caller must
+    /// then make no call that this line was to announce.
     pub fn append(&self, record: &AuditRecord) -> Result<(), AuditError> {
         let write_error = |error| AuditError::Write {
             path: self.path.display().to_string(),
@@ -144,7 +147,7 @@ impl AuditLog {
                 format!("only {written} of {} bytes written", line.len()),
             )));
         }
-        if target.regular {
+        if target.regular && record.event == AuditEvent::Intent {
             target.file.sync_data().map_err(write_error)?;
         }
         Ok(())
@@ -160,8 +163,27 @@ impl AuditLog {
     /// Reopens the file at its path, after logrotate moved the old one away.
     pub fn reopen(&self) -> Result<(), AuditError> {
         let fresh = Self::open_target(&self.path)?;
-        *self.lock() = fresh;
+        let old = std::mem::replace(&mut *self.lock(), fresh);
+        old.sync();
         Ok(())
+    }
+}
+
+impl Target {
+    /// Best effort: the lines are already with the OS; this only hastens the disk.
+    fn sync(&self) {
+        if self.regular {
+            if let Err(error) = self.file.sync_data() {
+                tracing::warn!(error = ?error.to_string(), "cannot sync the audit log to disk");
+            }
+        }
+    }
+}
+
+/// Outcome lines are not synced one by one; closing the log syncs the last of them.
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.lock().sync();
     }
 }
 

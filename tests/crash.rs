@@ -354,3 +354,47 @@ async fn a_full_audit_device_stops_every_call_at_any_concurrency() {
         "{summary}"
     );
 }
+
+/// Prints what the audit log costs a large apply (an intent line synced to disk before
+/// each call). Asserts nothing about speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: run with --ignored --nocapture"]
+async fn measure_audit_log_cost() {
+    const N: usize = 2000;
+    let users = (1..=N).map(|i| user(&format!("u{i}"), "active")).collect();
+    let sim = status_sim(users).await;
+    let ws = Workspace::new();
+    ws.write(
+        "desired-state/providers.yaml",
+        &providers_yaml(&[("helpdesk", &sim, "max_concurrency: 16\nmax_changes: 100000")]),
+    );
+    let ids: Vec<String> = (1..=N).map(|i| format!("u{i}")).collect();
+    let rows: Vec<(&str, &str, &str, &str)> = ids
+        .iter()
+        .map(|id| (id.as_str(), "helpdesk", id.as_str(), "inactive"))
+        .collect();
+    ws.write("desired-state/users.yaml", &users_yaml(&rows));
+    let audit = ws.path("audit.jsonl");
+    let audit_arg = audit.to_str().unwrap();
+    for (label, extra) in [
+        ("without --audit-log", vec![]),
+        ("with --audit-log FILE", vec!["--audit-log", audit_arg]),
+    ] {
+        for id in &ids {
+            sim.set_user_status(id, "active");
+        }
+        sim.clear_requests();
+        let mut args = vec!["apply", "desired-state"];
+        args.extend(extra);
+        let started = std::time::Instant::now();
+        let output = roster_in(&ws, &args);
+        let elapsed = started.elapsed();
+        assert_eq!(output.status.code(), Some(0));
+        assert_eq!(sim.writes().len(), N);
+        println!(
+            "apply of {N} writes (max_concurrency 16) {label}: {elapsed:?} ({:.0} writes/s)",
+            N as f64 / elapsed.as_secs_f64()
+        );
+    }
+    assert_eq!(audit_lines(&audit).len(), 2 * N);
+}
