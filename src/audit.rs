@@ -8,7 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Which half of a write call a line records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -71,7 +71,9 @@ pub enum AuditError {
 /// The open file, and whether it is a regular file (only those are synced: `fsync` of
 /// a pipe or a terminal fails with EINVAL although the line was written).
 struct Target {
-    file: File,
+    /// Shared so that a sync runs outside the lock: concurrent intents then share the
+    /// file system's journal commits instead of queueing for one sync each.
+    file: Arc<File>,
     regular: bool,
 }
 
@@ -111,7 +113,10 @@ impl AuditLog {
             .open(path)
             .map_err(open_error)?;
         let regular = file.metadata().map_err(open_error)?.file_type().is_file();
-        Ok(Target { file, regular })
+        Ok(Target {
+            file: Arc::new(file),
+            regular,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Target> {
@@ -139,16 +144,19 @@ impl AuditLog {
         };
         let mut line = serde_json::to_vec(record).map_err(|e| write_error(e.into()))?;
         line.push(b'\n');
-        let mut target = self.lock();
-        let written = target.file.write(&line).map_err(write_error)?;
-        if written != line.len() {
-            return Err(write_error(std::io::Error::new(
-                std::io::ErrorKind::WriteZero,
-                format!("only {written} of {} bytes written", line.len()),
-            )));
-        }
-        if target.regular && record.event == AuditEvent::Intent {
-            target.file.sync_data().map_err(write_error)?;
+        let file = {
+            let target = self.lock();
+            let written = (&*target.file).write(&line).map_err(write_error)?;
+            if written != line.len() {
+                return Err(write_error(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    format!("only {written} of {} bytes written", line.len()),
+                )));
+            }
+            (target.regular && record.event == AuditEvent::Intent).then(|| target.file.clone())
+        };
+        if let Some(file) = file {
+            file.sync_data().map_err(write_error)?;
         }
         Ok(())
     }
