@@ -211,7 +211,9 @@ async fn run_daemon(args: RunArgs) -> anyhow::Result<u8> {
     // change every account: a mass change is a one-off decision made by a person.
     if args.allow_mass_change {
         return Err(anyhow!(
-            "roster run does not take --allow-mass-change: it would lift the safety guard on every              future pass. Raise max_changes for the instance in a reviewed commit, or run              `roster apply --allow-mass-change` once by hand, then start the daemon without it"
+            "roster run does not take --allow-mass-change: it would lift the safety guard on every \
+             future pass. Raise max_changes for the instance in a reviewed commit, or run \
+             `roster apply --allow-mass-change` once by hand, then start the daemon without it"
         ));
     }
     crate::daemon::run(crate::daemon::DaemonConfig {

@@ -761,9 +761,12 @@ async fn run_refuses_allow_mass_change_and_says_what_to_do_instead() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("roster run does not take --allow-mass-change")
-            && stderr.contains("Raise max_changes for the instance in a reviewed commit")
-            && stderr.contains("`roster apply --allow-mass-change` once by hand"),
+        stderr.contains(
+            "error: roster run does not take --allow-mass-change: it would lift the safety \
+             guard on every future pass. Raise max_changes for the instance in a reviewed \
+             commit, or run `roster apply --allow-mass-change` once by hand, then start the \
+             daemon without it"
+        ),
         "{stderr}"
     );
     assert!(sim.requests().is_empty(), "it started reconciling");
