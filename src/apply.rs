@@ -1,7 +1,9 @@
 //! Executes a [`Plan`]: safety guards first, then the writes, concurrently per instance
-//! within each instance's `max_concurrency`, each one recorded in the audit log.
+//! within each instance's `max_concurrency`. With an audit log, every call is announced
+//! by an intent line before it is made and recorded by an outcome line after it; a call
+//! whose intent line cannot be written is not made, and neither is any later call.
 
-use crate::audit::{AuditLog, AuditRecord};
+use crate::audit::{AuditEvent, AuditLog, AuditOutcome, AuditRecord};
 use crate::desired::DesiredState;
 use crate::plan::{Blocked, Change, Plan, PlanError, FORMAT_VERSION};
 use crate::provider::{bounded, Provider, WriteOutcome};
@@ -9,7 +11,7 @@ use crate::status::Status;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
 
@@ -28,8 +30,11 @@ impl WriteAccess {
 pub struct ApplyOptions {
     /// `--max-changes N`: replaces every instance's `max_changes` for this run.
     pub max_changes: Option<usize>,
-    /// `--allow-mass-change`: lifts the guard for this run.
+    /// `--allow-mass-change`: lifts the guard for this run (`apply` only).
     pub allow_mass_change: bool,
+    /// The guard refused this same folder at this instance on an earlier pass (the
+    /// daemon): refuse every change, whatever the count is now, until the folder changes.
+    pub guard_held: bool,
     /// Recorded with every audit line when the folder is a git checkout.
     pub git_commit: Option<String>,
     /// Once cancelled, no further write call is started; calls already in flight finish
@@ -98,6 +103,9 @@ pub struct ApplyReport {
     /// Changes left unattempted: [`ApplyOptions::stop`] was cancelled, or the audit log
     /// could not be written.
     pub not_attempted: usize,
+    /// The first audit log error of the pass. From then on no write call was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_error: Option<String>,
 }
 
 impl ApplyReport {
@@ -112,6 +120,7 @@ impl ApplyReport {
         } else if !self.errors.is_empty()
             || self.count(Outcome::Failed) > 0
             || self.not_attempted > 0
+            || self.audit_error.is_some()
         {
             1
         } else {
@@ -136,7 +145,7 @@ pub fn guard_refusals(
             let limit = options
                 .max_changes
                 .or_else(|| desired.instances.get(instance).map(|i| i.max_changes))?;
-            (changes > limit).then(|| GuardRefusal {
+            (changes > limit || (options.guard_held && changes > 0)).then(|| GuardRefusal {
                 provider: instance.to_string(),
                 changes,
                 limit,
@@ -167,7 +176,8 @@ pub async fn apply(
             instance = %refusal.provider,
             changes = refusal.changes,
             limit = refusal.limit,
-            "safety guard: more changes than max_changes; none made at this instance (review, then raise max_changes or use --allow-mass-change)"
+            held = options.guard_held,
+            "safety guard: more changes than max_changes; none made at this instance (review, then raise max_changes in a reviewed commit, or run `roster apply --allow-mass-change` once by hand)"
         );
     }
     // Owned changes: a closure over `&Change` would be inferred higher-ranked, and the
@@ -180,10 +190,13 @@ pub async fn apply(
             .push(change.clone());
     }
     let access = WriteAccess::grant();
-    // Once an audit line cannot be written, no further call is made: Roster never acts
-    // without a record of what it did.
-    let audit_failed = AtomicBool::new(false);
-    let audit_failed = &audit_failed;
+    let gate = AuditGate {
+        audit,
+        git_commit: options.git_commit.as_deref(),
+        failed: AtomicBool::new(false),
+        first_error: Mutex::new(None),
+    };
+    let gate = &gate;
     let mut runs = Vec::new();
     for (instance, changes) in per_instance {
         if report.refused.iter().any(|r| r.provider == instance) {
@@ -198,17 +211,14 @@ pub async fn apply(
         let access = &access;
         runs.push(async move {
             bounded(changes, config.max_concurrency, |change| async move {
+                // Checked for each call just before it is made, never for a batch.
                 let stopped = options.stop.as_ref().is_some_and(|s| s.is_cancelled());
-                if stopped || audit_failed.load(Ordering::SeqCst) {
+                if stopped || gate.failed.load(Ordering::SeqCst) {
                     return None;
                 }
+                let write_id = gate.announce(&change)?;
                 let result = write_one(provider.as_ref(), access, &change).await;
-                if let Some(audit) = audit {
-                    if let Err(error) = record(audit, &result, options.git_commit.as_deref()) {
-                        tracing::error!(%error, "cannot write the audit log; no further write call will be made");
-                        audit_failed.store(true, Ordering::SeqCst);
-                    }
-                }
+                gate.record(write_id.as_deref(), &change, &result);
                 Some(result)
             })
             .await
@@ -233,7 +243,98 @@ pub async fn apply(
             report.results.push(result);
         }
     }
+    report.audit_error = gate
+        .first_error
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
     report
+}
+
+/// The audit log as the gate of every write call of one pass: Roster never makes a call
+/// it could not announce, and after the first audit error it makes no further call.
+struct AuditGate<'a> {
+    audit: Option<&'a AuditLog>,
+    git_commit: Option<&'a str>,
+    failed: AtomicBool,
+    first_error: Mutex<Option<String>>,
+}
+
+impl AuditGate<'_> {
+    /// Writes the intent line of `change`. `Some(write_id)` (`Some(None)` without an
+    /// audit log) means the call may be made; `None` means it must not.
+    fn announce(&self, change: &Change) -> Option<Option<String>> {
+        let Some(audit) = self.audit else {
+            return Some(None);
+        };
+        let write_id = audit.next_write_id();
+        match audit.append(&self.line(AuditEvent::Intent, &write_id, change, None)) {
+            Ok(()) => Some(Some(write_id)),
+            Err(error) => {
+                self.fail(
+                    error.to_string(),
+                    "cannot write the audit log; this write call and every further one of the pass are not made",
+                );
+                None
+            }
+        }
+    }
+
+    /// Writes the outcome line of a call that was made.
+    fn record(&self, write_id: Option<&str>, change: &Change, result: &WriteResult) {
+        let (Some(audit), Some(write_id)) = (self.audit, write_id) else {
+            return;
+        };
+        let outcome = AuditOutcome {
+            outcome: result.outcome.as_str(),
+            http_status: result.http_status,
+            message: result.message.as_deref(),
+        };
+        let line = self.line(AuditEvent::Outcome, write_id, change, Some(outcome));
+        if let Err(error) = audit.append(&line) {
+            self.fail(
+                error.to_string(),
+                "cannot write the audit log; the call was made (its intent line is in the log) and no further write call of the pass is made",
+            );
+        }
+    }
+
+    fn fail(&self, error: String, what: &'static str) {
+        self.failed.store(true, Ordering::SeqCst);
+        let mut first = self
+            .first_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if first.is_none() {
+            tracing::error!(error = ?error, "{what}");
+            *first = Some(error);
+        }
+    }
+
+    fn line<'c>(
+        &'c self,
+        event: AuditEvent,
+        write_id: &'c str,
+        change: &'c Change,
+        result: Option<AuditOutcome<'c>>,
+    ) -> AuditRecord<'c> {
+        AuditRecord {
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            event,
+            write_id,
+            instance: &change.provider,
+            user: &change.user,
+            account_id: &change.account_id,
+            from: change.from.as_str(),
+            to: change.to.as_str(),
+            reason: match event {
+                AuditEvent::Intent => change.reason.as_deref(),
+                AuditEvent::Outcome => None,
+            },
+            result,
+            git_commit: self.git_commit,
+        }
+    }
 }
 
 async fn write_one(provider: &dyn Provider, access: &WriteAccess, change: &Change) -> WriteResult {
@@ -252,13 +353,15 @@ async fn write_one(provider: &dyn Provider, access: &WriteAccess, change: &Chang
             Some(error.to_string()),
         ),
     };
+    // Untrusted text (names, ids, provider messages) with `?`: Debug escapes control
+    // characters, so a display name cannot forge a log line.
     match outcome {
         Outcome::Failed => tracing::warn!(
-            instance = %change.provider, user = %change.user, account = %change.account_id,
-            from = %change.from, to = %change.to, error = message.as_deref().unwrap_or(""), "write failed"
+            instance = %change.provider, user = ?change.user, account = ?change.account_id,
+            from = %change.from, to = %change.to, error = ?message.as_deref().unwrap_or(""), "write failed"
         ),
         _ => tracing::info!(
-            instance = %change.provider, user = %change.user, account = %change.account_id,
+            instance = %change.provider, user = ?change.user, account = ?change.account_id,
             from = %change.from, to = %change.to, outcome = outcome.as_str(), "write"
         ),
     }
@@ -272,24 +375,4 @@ async fn write_one(provider: &dyn Provider, access: &WriteAccess, change: &Chang
         http_status,
         message,
     }
-}
-
-fn record(
-    audit: &AuditLog,
-    result: &WriteResult,
-    git_commit: Option<&str>,
-) -> Result<(), crate::audit::AuditError> {
-    let line = AuditRecord {
-        time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-        instance: &result.provider,
-        user: &result.user,
-        account_id: &result.account_id,
-        from: result.from.as_str(),
-        to: result.to.as_str(),
-        outcome: result.outcome.as_str(),
-        http_status: result.http_status,
-        message: result.message.as_deref(),
-        git_commit,
-    };
-    audit.append(&line)
 }

@@ -1,102 +1,197 @@
-//! The audit log: one JSON line per write call, appended and flushed before the next
-//! call, so the record of what Roster did survives any crash or shutdown.
+//! The audit log: for every write call, an `intent` line written (and, for a regular
+//! file, synced to disk) *before* the call is made, and an `outcome` line after it, the
+//! two paired by `write_id`. A call whose intent line cannot be written is not made, so
+//! every call that may have reached a provider is on record, even after `kill -9`.
 
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-/// One write call, as recorded.
+/// Which half of a write call a line records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditEvent {
+    /// Written before the call: the call may have reached the provider from here on.
+    Intent,
+    /// Written after the call: what the provider answered.
+    Outcome,
+}
+
+/// What a write call achieved, the fields only an `outcome` line has.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditOutcome<'a> {
+    /// `applied`, `already_converged`, `blocked` or `failed`.
+    pub outcome: &'a str,
+    /// `null` when no answer came (timeout, dropped connection).
+    pub http_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<&'a str>,
+}
+
+/// One line of the audit log.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRecord<'a> {
     pub time: String,
+    pub event: AuditEvent,
+    /// The same on a call's intent and outcome lines; unique across runs.
+    pub write_id: &'a str,
     pub instance: &'a str,
     pub user: &'a str,
     pub account_id: &'a str,
     pub from: &'a str,
     pub to: &'a str,
-    /// `applied`, `already_converged`, `blocked` or `failed`.
-    pub outcome: &'a str,
-    pub http_status: Option<u16>,
+    /// The user's `reason` from the folder (intent lines), so the record says why.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    /// Present on outcome lines only.
+    #[serde(flatten)]
+    pub result: Option<AuditOutcome<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub git_commit: Option<&'a str>,
 }
 
-/// An append-only JSON-lines file. Lines are written whole under a lock, so concurrent
-/// writers never interleave; `reopen` supports logrotate (SIGHUP).
-pub struct AuditLog {
-    path: PathBuf,
-    file: Mutex<File>,
+/// Why the audit log cannot be opened or written. The OS error is part of the message
+/// (not a `source`), so a report that prints the chain shows it once.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(
+        "--audit-log -: standard output carries plans and summaries, so audit lines cannot go \
+         there; give a file (or /dev/stderr to send them to standard error)"
+    )]
+    Stdout,
+    #[error("cannot open the audit log {path}: {error}")]
+    Open { path: String, error: std::io::Error },
+    #[error("cannot write the audit log {path}: {error}")]
+    Write { path: String, error: std::io::Error },
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("audit log {path}: {source}")]
-pub struct AuditError {
-    path: String,
-    source: std::io::Error,
+/// The open file, and whether it is a regular file (only those are synced: `fsync` of
+/// a pipe or a terminal fails with EINVAL although the line was written).
+struct Target {
+    /// Shared so that a sync runs outside the lock: concurrent intents then share the
+    /// file system's journal commits instead of queueing for one sync each.
+    file: Arc<File>,
+    regular: bool,
+}
+
+/// An append-only JSON-lines file. Each line is one `write` of the complete line under
+/// a lock, so concurrent writers never interleave and a signal never cuts a line;
+/// `reopen` supports logrotate (SIGHUP).
+pub struct AuditLog {
+    path: PathBuf,
+    target: Mutex<Target>,
+    /// Distinguishes this process's `write_id`s from those of every other run.
+    run_id: u32,
+    sequence: AtomicU64,
 }
 
 impl AuditLog {
+    /// Opens (creating) `path` for appending. `-` is refused: stdout is for results.
     pub fn open(path: &Path) -> Result<Self, AuditError> {
+        if path.as_os_str() == "-" {
+            return Err(AuditError::Stdout);
+        }
         Ok(AuditLog {
             path: path.to_path_buf(),
-            file: Mutex::new(Self::open_file(path)?),
+            target: Mutex::new(Self::open_target(path)?),
+            run_id: rand::random(),
+            sequence: AtomicU64::new(0),
         })
     }
 
-    fn open_file(path: &Path) -> Result<File, AuditError> {
-        OpenOptions::new()
+    fn open_target(path: &Path) -> Result<Target, AuditError> {
+        let open_error = |error| AuditError::Open {
+            path: path.display().to_string(),
+            error,
+        };
+        let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|source| AuditError {
-                path: path.display().to_string(),
-                source,
-            })
+            .map_err(open_error)?;
+        let regular = file.metadata().map_err(open_error)?.file_type().is_file();
+        Ok(Target {
+            file: Arc::new(file),
+            regular,
+        })
     }
 
-    /// Appends one record as a single line and flushes it to the OS.
-    pub fn append(&self, record: &AuditRecord) -> Result<(), AuditError> {
-        let mut line = serde_json::to_vec(record).map_err(|e| AuditError {
-            path: self.path.display().to_string(),
-            source: std::io::Error::other(e),
-        })?;
-        line.push(b'\n');
-        let mut file = self
-            .file
+    fn lock(&self) -> std::sync::MutexGuard<'_, Target> {
+        self.target
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        file.write_all(&line)
-            .and_then(|_| file.flush())
-            .and_then(|_| file.sync_data())
-            .map_err(|source| AuditError {
-                path: self.path.display().to_string(),
-                source,
-            })
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A fresh id pairing one call's intent and outcome lines.
+    pub fn next_write_id(&self) -> String {
+        let n = self.sequence.fetch_add(1, Ordering::SeqCst) + 1;
+        format!("{:08x}-{n}", self.run_id)
+    }
+
+    /// Appends one record as a single line with one `write`. An intent line is then
+    /// synced to disk when the target is a regular file; an outcome line reaches the
+    /// disk with the next intent's sync (or at close), since losing it in a power cut
+    /// only leaves an intent without an outcome, which the next pass resolves by reading
+    /// the live status. Any error (disk full, a short write) is returned: the caller must
+    /// then make no call that this line was to announce.
+    pub fn append(&self, record: &AuditRecord) -> Result<(), AuditError> {
+        let write_error = |error| AuditError::Write {
+            path: self.path.display().to_string(),
+            error,
+        };
+        let mut line = serde_json::to_vec(record).map_err(|e| write_error(e.into()))?;
+        line.push(b'\n');
+        let file = {
+            let target = self.lock();
+            let written = (&*target.file).write(&line).map_err(write_error)?;
+            if written != line.len() {
+                return Err(write_error(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    format!("only {written} of {} bytes written", line.len()),
+                )));
+            }
+            (target.regular && record.event == AuditEvent::Intent).then(|| target.file.clone())
+        };
+        if let Some(file) = file {
+            file.sync_data().map_err(write_error)?;
+        }
+        Ok(())
     }
 
     /// Exits the process at once, but never in the middle of a line: waits for a write
     /// in progress to finish (used when a second shutdown signal arrives).
     pub fn exit_process(&self, code: i32) -> ! {
-        let _file = self
-            .file
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _target = self.lock();
         std::process::exit(code)
     }
 
     /// Reopens the file at its path, after logrotate moved the old one away.
     pub fn reopen(&self) -> Result<(), AuditError> {
-        let fresh = Self::open_file(&self.path)?;
-        let mut file = self
-            .file
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *file = fresh;
+        let fresh = Self::open_target(&self.path)?;
+        let old = std::mem::replace(&mut *self.lock(), fresh);
+        old.sync();
         Ok(())
+    }
+}
+
+impl Target {
+    /// Best effort: the lines are already with the OS; this only hastens the disk.
+    fn sync(&self) {
+        if self.regular {
+            if let Err(error) = self.file.sync_data() {
+                tracing::warn!(error = ?error.to_string(), "cannot sync the audit log to disk");
+            }
+        }
+    }
+}
+
+/// Outcome lines are not synced one by one; closing the log syncs the last of them.
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.lock().sync();
     }
 }
 
@@ -178,31 +273,100 @@ mod tests {
         assert_eq!(git_commit(dir.path()).as_deref(), Some(commit));
     }
 
-    #[test]
-    fn lines_are_appended_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.jsonl");
-        let log = AuditLog::open(&path).unwrap();
-        let record = AuditRecord {
+    fn record<'a>(write_id: &'a str, result: Option<AuditOutcome<'a>>) -> AuditRecord<'a> {
+        AuditRecord {
             time: "2026-01-01T00:00:00Z".into(),
+            event: if result.is_some() {
+                AuditEvent::Outcome
+            } else {
+                AuditEvent::Intent
+            },
+            write_id,
             instance: "portal",
             user: "jsmith",
             account_id: "u1",
             from: "active",
             to: "inactive",
-            outcome: "applied",
-            http_status: Some(200),
-            message: None,
+            reason: Some("Left (HR-1)"),
+            result,
             git_commit: None,
+        }
+    }
+
+    #[test]
+    fn intent_and_outcome_lines_are_appended_whole_and_paired() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path).unwrap();
+        let id = log.next_write_id();
+        assert_ne!(id, log.next_write_id(), "ids are unique");
+        log.append(&record(&id, None)).unwrap();
+        let outcome = AuditOutcome {
+            outcome: "failed",
+            http_status: None,
+            message: Some("timed out"),
         };
-        log.append(&record).unwrap();
+        log.append(&record(&id, Some(outcome))).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["event"], "intent");
+        assert_eq!(lines[0]["reason"], "Left (HR-1)");
+        assert!(lines[0].get("outcome").is_none());
+        assert!(lines[0].get("http_status").is_none());
+        assert_eq!(lines[1]["event"], "outcome");
+        assert_eq!(lines[1]["write_id"], lines[0]["write_id"]);
+        assert_eq!(lines[1]["outcome"], "failed");
+        assert!(lines[1]["http_status"].is_null());
+        assert_eq!(lines[1]["message"], "timed out");
+
         std::fs::rename(&path, dir.path().join("audit.jsonl.1")).unwrap();
         log.reopen().unwrap();
-        log.append(&record).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text.lines().count(), 1);
-        let value: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
-        assert_eq!(value["outcome"], "applied");
-        assert_eq!(value["http_status"], 200);
+        log.append(&record(&id, None)).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+    }
+
+    #[test]
+    fn a_dash_is_refused_rather_than_creating_a_file_named_dash() {
+        let error = AuditLog::open(Path::new("-")).err().unwrap();
+        assert!(matches!(error, AuditError::Stdout));
+        assert!(error.to_string().contains("/dev/stderr"), "{error}");
+    }
+
+    #[test]
+    fn a_full_device_fails_loudly() {
+        let log = AuditLog::open(Path::new("/dev/full")).unwrap();
+        let error = log.append(&record("x-1", None)).err().unwrap();
+        assert!(error.to_string().contains("/dev/full"), "{error}");
+    }
+
+    #[test]
+    fn a_pipe_takes_the_line_without_a_false_sync_failure() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let (mut reader, writer) = std::io::pipe().unwrap();
+        let path = format!("/proc/self/fd/{}", writer.as_raw_fd());
+        let log = AuditLog::open(Path::new(&path)).unwrap();
+        log.append(&record("x-1", None)).unwrap();
+        drop(log);
+        drop(writer);
+        let mut text = String::new();
+        reader.read_to_string(&mut text).unwrap();
+        assert!(
+            text.ends_with("}\n") && text.contains("\"intent\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_open_error_names_the_os_error_once() {
+        let error = AuditLog::open(Path::new("/nonexistent-dir/audit.jsonl"))
+            .err()
+            .unwrap();
+        let chain = format!("{:#}", anyhow::Error::from(error));
+        assert_eq!(chain.matches("os error").count(), 1, "{chain}");
     }
 }

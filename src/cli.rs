@@ -157,11 +157,13 @@ pub struct RunArgs {
     /// Append one JSON line per write call to this file; reopened on SIGHUP.
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
-    /// Replace every instance's max_changes, on every pass.
+    /// Lower every instance's max_changes, on every pass (never raises it: raise
+    /// max_changes in providers.yaml, in a reviewed commit).
     #[arg(long, value_name = "N")]
     pub max_changes: Option<usize>,
-    /// Lift the max_changes safety guard, on every pass.
-    #[arg(long)]
+    /// Refused: the daemon never lifts the guard (see `run_daemon`); kept so that an old
+    /// command line gets a clear error rather than "unexpected argument".
+    #[arg(long, hide = true)]
     pub allow_mass_change: bool,
     /// On SIGTERM/SIGINT, how long to wait for calls in flight before giving up.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
@@ -246,6 +248,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 async fn run_daemon(args: RunArgs) -> anyhow::Result<u8> {
+    // Lifting the guard on every future pass would let one bad commit, months later,
+    // change every account: a mass change is a one-off decision made by a person.
+    if args.allow_mass_change {
+        return Err(anyhow!(
+            "roster run does not take --allow-mass-change: it would lift the safety guard on every \
+             future pass. Raise max_changes for the instance in a reviewed commit, or run \
+             `roster apply --allow-mass-change` once by hand, then start the daemon without it"
+        ));
+    }
     crate::daemon::run(crate::daemon::DaemonConfig {
         dir: args.folder.dir,
         interval: args.interval,
@@ -253,7 +264,6 @@ async fn run_daemon(args: RunArgs) -> anyhow::Result<u8> {
         audit_log: args.audit_log,
         providers: args.folder.providers,
         max_changes: args.max_changes,
-        allow_mass_change: args.allow_mass_change,
         grace_period: args.grace_period,
     })
     .await?;
@@ -456,6 +466,7 @@ async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
     let options = ApplyOptions {
         max_changes: args.max_changes,
         allow_mass_change: args.allow_mass_change,
+        guard_held: false,
         git_commit: audit::git_commit(&args.folder.dir),
         stop: None,
     };

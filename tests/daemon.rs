@@ -107,12 +107,17 @@ async fn ready_after_first_pass_then_an_edit_is_written_within_two_seconds_and_a
     assert_eq!(writes[0].method, "PATCH");
     assert_eq!(sim.user("bob").unwrap().status, "inactive");
 
-    eventually("the audit line", Duration::from_secs(2), || async {
-        std::fs::read_to_string(&audit).is_ok_and(|t| t.lines().count() == 1)
+    eventually("the audit lines", Duration::from_secs(2), || async {
+        std::fs::read_to_string(&audit).is_ok_and(|t| t.lines().count() == 2)
     })
     .await;
-    let line: serde_json::Value =
-        serde_json::from_str(std::fs::read_to_string(&audit).unwrap().trim()).unwrap();
+    let lines = audit_lines(&audit);
+    let (intent, line) = (&lines[0], &lines[1]);
+    assert_eq!(intent["event"], "intent");
+    assert_eq!(intent["user"], "bob");
+    assert!(intent.get("outcome").is_none());
+    assert_eq!(line["event"], "outcome");
+    assert_eq!(line["write_id"], intent["write_id"]);
     assert_eq!(line["instance"], "helpdesk");
     assert_eq!(line["user"], "bob");
     assert_eq!(line["account_id"], "bob");
@@ -187,7 +192,7 @@ async fn ready_after_first_pass_then_an_edit_is_written_within_two_seconds_and_a
     )
     .await;
     let rotated = std::fs::read_to_string(ws.path("audit.jsonl.1")).unwrap();
-    assert_eq!(rotated.lines().count(), 1);
+    assert_eq!(rotated.lines().count(), 2, "bob's intent and outcome");
     assert!(!rotated.contains("alice"));
 }
 
@@ -333,7 +338,7 @@ async fn drift_made_at_the_provider_is_corrected_on_the_interval() {
     assert_eq!(sim.user("carol").unwrap().status, "inactive");
     daemon
         .wait_log(
-            &["drift", "account=carol", "found=active"],
+            &["drift", "account=\"carol\"", "found=active"],
             Duration::from_secs(2),
         )
         .await;
@@ -471,7 +476,7 @@ async fn a_slow_instance_does_not_delay_another() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_safety_guard_refuses_every_pass_without_writing() {
+async fn the_safety_guard_refuses_every_pass_until_the_folder_changes() {
     let sim = status_sim(vec![
         user("u1", "active"),
         user("u2", "active"),
@@ -481,7 +486,7 @@ async fn the_safety_guard_refuses_every_pass_without_writing() {
     let ws = Workspace::new();
     ws.write(
         "desired-state/providers.yaml",
-        &providers_yaml(&[("helpdesk", &sim, "")]),
+        &providers_yaml(&[("helpdesk", &sim, "max_changes: 2")]),
     );
     ws.write(
         "desired-state/users.yaml",
@@ -491,9 +496,10 @@ async fn the_safety_guard_refuses_every_pass_without_writing() {
             ("u3", "helpdesk", "u3", "inactive"),
         ]),
     );
+    // `--max-changes` can only lower the folder's limit in the daemon, never raise it.
     let daemon = Daemon::start(
         &ws.path("desired-state"),
-        &["--interval", "1s", "--max-changes", "2"],
+        &["--interval", "1s", "--max-changes", "50"],
     )
     .await;
     eventually("two refused passes", Duration::from_secs(6), || async {
@@ -511,13 +517,70 @@ async fn the_safety_guard_refuses_every_pass_without_writing() {
         Some(1.0)
     );
     assert!(daemon.log_lines(&["safety guard", "limit=2"]).len() >= 2);
-    // A refused pass is a finished pass, retried on the interval, not in a tight loop.
-    wait_ready(&daemon).await;
+    assert_eq!(
+        daemon
+            .log_lines(&["--max-changes 50 does not raise", "max_changes=2"])
+            .len(),
+        1
+    );
+    // A refused pass is retried on the interval, not in a tight loop, and keeps the
+    // daemon unready, naming the instance and the counts.
     assert_eq!(
         daemon
             .metric_sum("roster_passes_total", &[r#"reason="retry""#])
             .await,
         0.0
+    );
+    let (status, body) = daemon.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("safety guard refused: helpdesk (3 changes, max_changes 2"),
+        "{body}"
+    );
+
+    // Someone fixes one account by hand: 2 changes would now pass the limit, but the
+    // guard holds for this folder: no change until the folder changes.
+    assert!(sim.set_user_status("u1", "inactive"));
+    let refused = daemon
+        .metric_sum("roster_passes_total", &[r#"result="refused""#])
+        .await;
+    eventually(
+        "two more refused passes",
+        Duration::from_secs(6),
+        || async {
+            daemon
+                .metric_sum("roster_passes_total", &[r#"result="refused""#])
+                .await
+                >= refused + 2.0
+        },
+    )
+    .await;
+    assert!(
+        sim.writes().is_empty(),
+        "the hold was lifted without a folder change"
+    );
+    let (status, body) = daemon.get("/readyz").await;
+    assert_eq!(status, 503);
+    assert!(
+        body.contains("helpdesk (2 changes, max_changes 2"),
+        "{body}"
+    );
+
+    // A reviewed commit raises the limit: the folder changed, the changes are made.
+    ws.write(
+        "desired-state/providers.yaml",
+        &providers_yaml(&[("helpdesk", &sim, "max_changes: 5")]),
+    );
+    eventually("the two writes", Duration::from_secs(5), || async {
+        sim.writes().len() == 2
+    })
+    .await;
+    wait_ready(&daemon).await;
+    assert_eq!(
+        daemon
+            .metric(r#"roster_safety_guard_refused{instance="helpdesk"}"#)
+            .await,
+        Some(0.0)
     );
 }
 
@@ -563,16 +626,15 @@ async fn sigterm_during_writes_finishes_them_audits_each_and_exits_zero() {
     let made = sim.writes().len();
     assert!(made >= 2, "the calls in flight finished: {made}");
     assert!(made < 6, "no new call after SIGTERM: {made}");
-    let text = std::fs::read_to_string(&audit).unwrap();
-    assert!(text.ends_with('\n'));
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a whole JSON line"))
-        .collect();
-    assert_eq!(lines.len(), made, "one audit line per write call");
-    for line in &lines {
+    let lines = audit_lines(&audit);
+    let (intents, outcomes): (Vec<_>, Vec<_>) =
+        lines.iter().partition(|line| line["event"] == "intent");
+    assert_eq!(intents.len(), made, "one intent line per write call");
+    assert_eq!(outcomes.len(), made, "one outcome line per write call");
+    for line in &outcomes {
         assert_eq!(line["outcome"], "applied");
         assert_eq!(line["http_status"], 200);
+        assert!(intents.iter().any(|i| i["write_id"] == line["write_id"]));
     }
     assert!(!daemon.log_lines(&["stopped cleanly"]).is_empty());
 }
@@ -616,7 +678,11 @@ async fn a_second_signal_exits_at_once() {
     let status = daemon.wait_exit(Duration::from_secs(5)).await;
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(status.code(), Some(143));
-    assert_eq!(std::fs::read_to_string(&audit).unwrap(), "");
+    // The abandoned call is on record: its intent line, and no outcome.
+    let lines = audit_lines(&audit);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["event"], "intent");
+    assert_eq!(lines[0]["user"], "u1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -671,4 +737,206 @@ fn the_exposition_checker_rejects_what_it_should() {
     ] {
         assert!(check_exposition(bad).is_err(), "accepted: {bad}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_refuses_allow_mass_change_and_says_what_to_do_instead() {
+    let sim = status_sim(vec![user("u1", "active")]).await;
+    let ws = Workspace::new();
+    ws.write(
+        "desired-state/providers.yaml",
+        &providers_yaml(&[("helpdesk", &sim, "")]),
+    );
+    ws.write(
+        "desired-state/users.yaml",
+        &users_yaml(&[("u1", "helpdesk", "u1", "inactive")]),
+    );
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+        .arg("run")
+        .arg(ws.path("desired-state"))
+        .args(["--listen", "127.0.0.1:0", "--allow-mass-change"])
+        .env(TOKEN_ENV, "sim-token")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "error: roster run does not take --allow-mass-change: it would lift the safety \
+             guard on every future pass. Raise max_changes for the instance in a reviewed \
+             commit, or run `roster apply --allow-mass-change` once by hand, then start the \
+             daemon without it"
+        ),
+        "{stderr}"
+    );
+    assert!(sim.requests().is_empty(), "it started reconciling");
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(!help.contains("allow-mass-change"), "{help}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_failing_on_every_pass_keeps_the_daemon_unready() {
+    let good = status_sim(vec![user("alice", "active")]).await;
+    let broken = status_sim(vec![user("sam", "active")]).await;
+    broken.set_faults(Faults {
+        latency: Duration::ZERO,
+        rules: vec![FaultRule {
+            target: FaultTarget::Reads,
+            times: 0,
+            action: FaultAction::Status {
+                code: 403,
+                retry_after: None,
+            },
+        }],
+    });
+    let ws = Workspace::new();
+    ws.write(
+        "desired-state/providers.yaml",
+        &providers_yaml(&[("good", &good, ""), ("broken", &broken, "")]),
+    );
+    ws.write(
+        "desired-state/users.yaml",
+        &users_yaml(&[
+            ("alice", "good", "alice", "active"),
+            ("sam", "broken", "sam", "active"),
+        ]),
+    );
+    let daemon = Daemon::start(&ws.path("desired-state"), &["--interval", "1s"]).await;
+    eventually("three failed passes", Duration::from_secs(15), || async {
+        daemon
+            .metric_sum(
+                "roster_passes_total",
+                &[r#"instance="broken""#, r#"result="error""#],
+            )
+            .await
+            >= 3.0
+    })
+    .await;
+    assert!(
+        daemon
+            .metric_sum(
+                "roster_passes_total",
+                &[r#"instance="good""#, r#"result="success""#]
+            )
+            .await
+            >= 1.0
+    );
+    let (status, body) = daemon.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("failing: broken (last "), "{body}");
+    assert!(!body.contains("good"), "{body}");
+
+    // The provider recovers: the next pass succeeds and the daemon is ready.
+    broken.set_faults(Faults::default());
+    wait_ready(&daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_audit_log_stops_every_call_and_is_counted() {
+    let users = (1..=4).map(|i| user(&format!("u{i}"), "active")).collect();
+    let sim = status_sim(users).await;
+    let ws = Workspace::new();
+    ws.write(
+        "desired-state/providers.yaml",
+        &providers_yaml(&[("helpdesk", &sim, "max_concurrency: 4")]),
+    );
+    let ids: Vec<String> = (1..=4).map(|i| format!("u{i}")).collect();
+    let rows: Vec<(&str, &str, &str, &str)> = ids
+        .iter()
+        .map(|id| (id.as_str(), "helpdesk", id.as_str(), "inactive"))
+        .collect();
+    ws.write("desired-state/users.yaml", &users_yaml(&rows));
+    let daemon = Daemon::start(
+        &ws.path("desired-state"),
+        &["--interval", "1s", "--audit-log", "/dev/full"],
+    )
+    .await;
+    eventually(
+        "two passes with an audit error",
+        Duration::from_secs(15),
+        || async {
+            daemon
+                .metric(r#"roster_audit_log_errors_total{instance="helpdesk"}"#)
+                .await
+                >= Some(2.0)
+        },
+    )
+    .await;
+    assert!(sim.writes().is_empty(), "{:?}", sim.writes());
+    assert!(!daemon
+        .log_lines(&["cannot write the audit log", "/dev/full"])
+        .is_empty());
+    assert!(
+        daemon
+            .metric_sum(
+                "roster_passes_total",
+                &[r#"instance="helpdesk""#, r#"result="error""#]
+            )
+            .await
+            >= 2.0
+    );
+    let (status, body) = daemon.get("/readyz").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("failing: helpdesk"), "{body}");
+}
+
+#[test]
+fn an_address_in_use_is_reported_once_with_the_hint() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let ws = Workspace::new();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+        .arg("run")
+        .arg(ws.path("desired-state"))
+        .args(["--listen", &address])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(line.matches("os error").count(), 1, "{line}");
+    assert!(
+        line.starts_with(&format!("error: cannot listen on {address}: "))
+            && line.ends_with("(use --listen HOST:PORT)"),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_name_cannot_forge_a_log_line() {
+    let sim = status_sim(vec![user("u1", "active")]).await;
+    let ws = Workspace::new();
+    ws.write(
+        "desired-state/providers.yaml",
+        &providers_yaml(&[("helpdesk", &sim, "")]),
+    );
+    // A YAML double-quoted name with a newline, a forged log line and an ESC sequence.
+    ws.write(
+        "desired-state/users.yaml",
+        "users:\n  - name: \"mallory\\n2026-01-01T00:00:00.000000Z  INFO roster: forged\\e[2J\"\n    status: inactive\n    accounts:\n      helpdesk: u1\n",
+    );
+    let daemon = Daemon::start(&ws.path("desired-state"), &["--interval", "1h"]).await;
+    eventually("the write", Duration::from_secs(5), || async {
+        sim.writes().len() == 1
+    })
+    .await;
+    daemon
+        .wait_log(&["pass finished", "helpdesk"], Duration::from_secs(5))
+        .await;
+    let log = daemon.log();
+    let write = daemon.log_lines(&["write", "mallory"]);
+    assert_eq!(write.len(), 1, "{log}");
+    assert!(write[0].contains(r#"mallory\n2026"#), "{}", write[0]);
+    assert!(
+        !log.lines().any(|l| l.starts_with("2026-01-01T00:00:00")),
+        "a forged line:\n{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "a raw ESC reached the log:\n{log}");
 }

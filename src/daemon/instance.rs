@@ -7,7 +7,7 @@
 //! pass; passes of one instance never overlap because one task runs them in sequence.
 
 use super::metrics::{AccountCounts, InstanceObserver, PassMetrics};
-use super::{Context, Loaded};
+use super::{fingerprint, Context, InstanceHealth, Loaded};
 use crate::apply::{self, ApplyOptions, ApplyReport, Outcome};
 use crate::plan::{self, Plan};
 use crate::provider::{self, Provider};
@@ -176,7 +176,8 @@ pub fn spawn(
         connected: None,
         converged: HashMap::new(),
         failures: 0,
-        first_pass_done: false,
+        guard_held: None,
+        refusal: None,
     };
     let task = tokio::spawn(async move {
         if let Some(previous) = previous {
@@ -206,7 +207,12 @@ struct InstanceLoop {
     /// a change planned for one of them, towards the same status, was made by hand.
     converged: HashMap<String, Status>,
     failures: u32,
-    first_pass_done: bool,
+    /// The fingerprint of the folder (for this instance) at which the safety guard last
+    /// refused: while it is unchanged, every pass refuses every change. Only a new
+    /// commit (or a person running `roster apply --allow-mass-change`) moves on.
+    guard_held: Option<u64>,
+    /// The last pass's refusal (changes, limit), for `/readyz`.
+    refusal: Option<(usize, usize)>,
 }
 
 impl InstanceLoop {
@@ -230,14 +236,23 @@ impl InstanceLoop {
             };
             let span = tracing::info_span!("pass", instance = %self.name, reason = %reason);
             let result = self.pass(reason).instrument(span).await;
-            if !self.first_pass_done && result != PassResult::Interrupted {
-                self.first_pass_done = true;
-                self.context.health.first_pass_done(&self.name);
-            }
             if result == PassResult::Error {
                 self.failures += 1;
             } else {
                 self.failures = 0;
+            }
+            let health = match (result, self.refusal) {
+                (PassResult::Success, _) => Some(InstanceHealth::Healthy),
+                (PassResult::Error, _) => Some(InstanceHealth::Failing {
+                    failures: self.failures,
+                }),
+                (PassResult::Refused, Some((changes, limit))) => {
+                    Some(InstanceHealth::Refused { changes, limit })
+                }
+                (PassResult::Refused, None) | (PassResult::Interrupted, _) => None,
+            };
+            if let Some(health) = health {
+                self.context.health.pass_finished(&self.name, health);
             }
             let (delay, reason) = next_pass(
                 result,
@@ -275,10 +290,16 @@ impl InstanceLoop {
         let requests_before = self.observer.request_count();
         let loaded = self.folder.borrow().clone();
         let desired = &loaded.desired;
+        self.refusal = None;
+        let folder = fingerprint(desired, &self.name);
+        if self.guard_held.is_some_and(|held| held != folder) {
+            tracing::info!(instance = %self.name, "the folder changed; the safety guard's hold is lifted and the changes are planned afresh");
+            self.guard_held = None;
+        }
         let provider = match self.provider(&loaded) {
             Ok(provider) => provider,
             Err(message) => {
-                tracing::error!(instance = %self.name, error = %message, "cannot connect");
+                tracing::error!(instance = %self.name, error = ?message, "cannot connect");
                 let accounts = AccountCounts {
                     error: self.account_total(&loaded),
                     ..AccountCounts::default()
@@ -309,18 +330,25 @@ impl InstanceLoop {
         for error in &plan.errors {
             match (&error.user, &error.account_id) {
                 (Some(user), Some(account)) => tracing::warn!(
-                    instance = %self.name, %user, %account, error = %error.message,
+                    instance = %self.name, ?user, ?account, error = ?error.message,
                     "cannot read the account"
                 ),
                 _ => tracing::warn!(
-                    instance = %self.name, error = %error.message,
+                    instance = %self.name, error = ?error.message,
                     "cannot read the instance"
                 ),
             }
         }
+        // `run --max-changes` can only tighten an instance's limit: loosening it for
+        // every future pass is a decision for a reviewed commit.
+        let own_limit = desired.instances.get(&self.name).map(|i| i.max_changes);
         let options = ApplyOptions {
-            max_changes: self.context.max_changes,
-            allow_mass_change: self.context.allow_mass_change,
+            max_changes: match (self.context.max_changes, own_limit) {
+                (Some(flag), Some(own)) => Some(flag.min(own)),
+                (flag, _) => flag,
+            },
+            allow_mass_change: false,
+            guard_held: self.guard_held.is_some(),
             git_commit: loaded.git_commit.clone(),
             stop: Some(self.stop.clone()),
         };
@@ -333,7 +361,13 @@ impl InstanceLoop {
             self.context.audit.as_deref(),
         )
         .await;
-        let result = if report.not_attempted > 0 {
+        if let Some(refusal) = report.refused.first() {
+            self.guard_held = Some(folder);
+            self.refusal = Some((refusal.changes, refusal.limit));
+        }
+        let result = if report.audit_error.is_some() {
+            PassResult::Error
+        } else if report.not_attempted > 0 {
             PassResult::Interrupted
         } else if !report.refused.is_empty() {
             PassResult::Refused
@@ -387,8 +421,8 @@ impl InstanceLoop {
                 drift += 1;
                 tracing::info!(
                     instance = %self.name,
-                    user = %change.user,
-                    account = %change.account_id,
+                    user = ?change.user,
+                    account = ?change.account_id,
                     found = %change.from,
                     desired = %change.to,
                     "drift: account changed at the provider since the last pass"

@@ -83,6 +83,7 @@ pub struct Metrics {
     changes: Family<ChangeLabels, Counter>,
     guard_refused: Family<InstanceLabels, Gauge>,
     changes_refused: Family<InstanceLabels, Counter>,
+    audit_errors: Family<InstanceLabels, Counter>,
     drift: Family<InstanceLabels, Counter>,
     accounts: Family<AccountLabels, Gauge>,
     requests: Family<RequestLabels, Counter>,
@@ -148,6 +149,12 @@ impl Metrics {
             "Changes not made because the max_changes safety guard refused the pass",
             changes_refused.clone(),
         );
+        let audit_errors = Family::<InstanceLabels, Counter>::default();
+        registry.register(
+            "audit_log_errors",
+            "Passes in which an audit line could not be written, so no further write call was made",
+            audit_errors.clone(),
+        );
         let drift = Family::<InstanceLabels, Counter>::default();
         registry.register(
             "drift_detected",
@@ -206,6 +213,7 @@ impl Metrics {
             changes,
             guard_refused,
             changes_refused,
+            audit_errors,
             drift,
             accounts,
             requests,
@@ -292,6 +300,9 @@ impl Metrics {
             self.guard_refused
                 .get_or_create(&instance())
                 .set(i64::from(!report.refused.is_empty()));
+            if report.audit_error.is_some() {
+                self.audit_errors.get_or_create(&instance()).inc();
+            }
         }
         for (state, count) in [
             ("in_sync", pass.accounts.in_sync),

@@ -17,7 +17,7 @@ use crate::desired::{self, DesiredState, Problem};
 use crate::reconcile::{self, UnknownInstance};
 use instance::{LoopHandle, Reason};
 use metrics::Metrics;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::IntoFuture;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
@@ -39,8 +39,8 @@ pub struct DaemonConfig {
     pub audit_log: Option<PathBuf>,
     /// `--provider`: only these instances; all when empty.
     pub providers: Vec<String>,
+    /// `--max-changes`: lowers (never raises) every instance's `max_changes`.
     pub max_changes: Option<usize>,
-    pub allow_mass_change: bool,
     /// How long a shutdown waits for calls in flight.
     pub grace_period: Duration,
 }
@@ -48,10 +48,11 @@ pub struct DaemonConfig {
 /// Why the daemon stopped other than by a clean shutdown.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("cannot listen on {address}: {source} (use --listen HOST:PORT)")]
+    /// The OS error is in the message, not a `source`, so it is printed once.
+    #[error("cannot listen on {address}: {error} (use --listen HOST:PORT)")]
     Listen {
         address: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     Audit(#[from] AuditError),
@@ -65,7 +66,8 @@ pub enum DaemonError {
     Server(std::io::Error),
     #[error(
         "grace period of {grace} expired with passes still running at: {instances}; \
-         a write call in flight then may have been made without an audit line"
+         a write call in flight then may have reached the provider: its intent line is in \
+         the audit log, its outcome line is not"
     )]
     GraceExpired { grace: String, instances: String },
 }
@@ -86,21 +88,35 @@ pub struct Context {
     pub audit: Option<Arc<AuditLog>>,
     pub interval: Duration,
     pub max_changes: Option<usize>,
-    pub allow_mass_change: bool,
 }
 
-/// Liveness is the process answering; readiness is this.
+/// What readiness knows of one reconciled instance: how its last finished pass ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InstanceHealth {
+    /// No pass has finished yet (the daemon just started, or the instance was just added).
+    Pending,
+    /// The last pass read everything and made every needed write.
+    Healthy,
+    /// The last `failures` passes in a row failed (read, connect, write or audit error).
+    Failing { failures: u32 },
+    /// The safety guard refused the instance's changes; held until the folder changes.
+    Refused { changes: usize, limit: usize },
+}
+
+/// Liveness is the process answering; readiness is this. Ready means: a folder loaded
+/// cleanly, the folder on disk is valid now, and the last finished pass of *every*
+/// reconciled instance succeeded. So an instance that fails on every pass, or whose
+/// changes the guard refuses, keeps the daemon unready, and the body names it.
 #[derive(Default)]
 pub struct Health {
     valid: AtomicBool,
-    /// `None` until a folder loaded cleanly; then the instances whose first pass has
-    /// not finished yet. Instances added by later reloads do not make it unready again.
-    awaiting_first_pass: Mutex<Option<BTreeSet<String>>>,
+    /// `None` until a folder loaded cleanly; then each reconciled instance's state.
+    instances: Mutex<Option<BTreeMap<String, InstanceHealth>>>,
 }
 
 impl Health {
-    fn awaiting(&self) -> std::sync::MutexGuard<'_, Option<BTreeSet<String>>> {
-        self.awaiting_first_pass
+    fn instances(&self) -> std::sync::MutexGuard<'_, Option<BTreeMap<String, InstanceHealth>>> {
+        self.instances
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -109,33 +125,77 @@ impl Health {
         self.valid.store(valid, Ordering::SeqCst);
     }
 
-    fn expect_first_passes(&self, instances: impl IntoIterator<Item = String>) {
-        let mut awaiting = self.awaiting();
-        if awaiting.is_none() {
-            *awaiting = Some(instances.into_iter().collect());
+    /// A folder loaded cleanly with these instances: new ones are pending their first pass.
+    fn track<'a>(&self, names: impl IntoIterator<Item = &'a String>) {
+        let mut instances = self.instances();
+        let instances = instances.get_or_insert_with(BTreeMap::new);
+        for name in names {
+            instances
+                .entry(name.clone())
+                .or_insert(InstanceHealth::Pending);
         }
     }
 
-    /// Called by an instance loop when its first pass ended (or when it was removed).
-    pub fn first_pass_done(&self, instance: &str) {
-        if let Some(awaiting) = self.awaiting().as_mut() {
-            awaiting.remove(instance);
+    /// The instance left the folder (or the `--provider` selection).
+    fn forget(&self, instance: &str) {
+        if let Some(instances) = self.instances().as_mut() {
+            instances.remove(instance);
         }
     }
 
-    /// `Ok` when ready, otherwise why not, for the `/readyz` body.
+    /// Called by an instance loop after every pass that was not interrupted. A loop of an
+    /// instance that was already forgotten changes nothing.
+    pub fn pass_finished(&self, instance: &str, health: InstanceHealth) {
+        if let Some(state) = self
+            .instances()
+            .as_mut()
+            .and_then(|instances| instances.get_mut(instance))
+        {
+            *state = health;
+        }
+    }
+
+    /// `Ok` when ready, otherwise every reason why not, for the `/readyz` body.
     pub fn readiness(&self) -> Result<(), String> {
-        let awaiting = self.awaiting();
-        match awaiting.as_ref() {
-            None => Err("no valid desired-state folder loaded yet".into()),
-            Some(_) if !self.valid.load(Ordering::SeqCst) => {
-                Err("the desired-state folder is invalid; the last good one stays in force".into())
+        let instances = self.instances();
+        let Some(instances) = instances.as_ref() else {
+            return Err("no valid desired-state folder loaded yet".into());
+        };
+        let mut reasons = Vec::new();
+        if !self.valid.load(Ordering::SeqCst) {
+            reasons.push(
+                "the desired-state folder is invalid; the last good one stays in force".to_string(),
+            );
+        }
+        let mut pending = Vec::new();
+        let mut failing = Vec::new();
+        let mut refused = Vec::new();
+        for (name, state) in instances {
+            match state {
+                InstanceHealth::Healthy => {}
+                InstanceHealth::Pending => pending.push(name.clone()),
+                InstanceHealth::Failing { failures } => {
+                    let passes = if *failures == 1 { "pass" } else { "passes" };
+                    failing.push(format!("{name} (last {failures} {passes} failed)"));
+                }
+                InstanceHealth::Refused { changes, limit } => refused.push(format!(
+                    "{name} ({changes} changes, max_changes {limit}; none made until the folder changes)"
+                )),
             }
-            Some(waiting) if !waiting.is_empty() => Err(format!(
-                "waiting for the first pass of: {}",
-                waiting.iter().cloned().collect::<Vec<_>>().join(", ")
-            )),
-            Some(_) => Ok(()),
+        }
+        for (what, list) in [
+            ("waiting for the first pass of", pending),
+            ("failing", failing),
+            ("safety guard refused", refused),
+        ] {
+            if !list.is_empty() {
+                reasons.push(format!("{what}: {}", list.join(", ")));
+            }
+        }
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons.join("; "))
         }
     }
 }
@@ -186,7 +246,7 @@ impl Supervisor {
                 return Ok(());
             }
             Err(panic) => {
-                tracing::error!(error = %panic, "loading the folder failed unexpectedly; keeping the last good folder");
+                tracing::error!(error = ?panic.to_string(), "loading the folder failed unexpectedly; keeping the last good folder");
                 return Ok(());
             }
         };
@@ -203,6 +263,14 @@ impl Supervisor {
         for name in desired.instances.keys() {
             if self.filter.is_empty() || self.filter.contains(name) {
                 selected.push(name.clone());
+            }
+        }
+        if let Some(flag) = self.context.max_changes {
+            for name in &selected {
+                let own = desired.instances.get(name).map_or(flag, |i| i.max_changes);
+                if flag > own {
+                    tracing::warn!(instance = %name, max_changes = own, "--max-changes {flag} does not raise an instance's max_changes in the daemon; raise it in providers.yaml in a reviewed commit");
+                }
             }
         }
         for name in &self.filter {
@@ -239,11 +307,7 @@ impl Supervisor {
                 receiver
             }
         };
-        if first_load {
-            self.context
-                .health
-                .expect_first_passes(fingerprints.keys().cloned());
-        }
+        self.context.health.track(fingerprints.keys());
 
         let gone: Vec<String> = self
             .loops
@@ -256,7 +320,7 @@ impl Supervisor {
                 tracing::info!(instance = %name, "instance left the folder; stopping its loop after calls in flight");
                 handle.stop.cancel();
                 self.context.metrics.instance_removed(&name);
-                self.context.health.first_pass_done(&name);
+                self.context.health.forget(&name);
                 self.retiring.push((name, handle.task));
             }
         }
@@ -312,7 +376,8 @@ impl Supervisor {
             return;
         }
         for problem in &problems {
-            tracing::error!("invalid desired state: {problem}");
+            // Debug-formatted: a problem quotes the folder's text, which is untrusted.
+            tracing::error!(problem = ?problem.to_string(), "invalid desired state");
         }
         tracing::error!(
             folder = %self.dir.display(),
@@ -363,16 +428,14 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
 
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
-        .map_err(|source| DaemonError::Listen {
+        .map_err(|error| DaemonError::Listen {
             address: config.listen.clone(),
-            source,
+            error,
         })?;
-    let address = listener
-        .local_addr()
-        .map_err(|source| DaemonError::Listen {
-            address: config.listen.clone(),
-            source,
-        })?;
+    let address = listener.local_addr().map_err(|error| DaemonError::Listen {
+        address: config.listen.clone(),
+        error,
+    })?;
     tracing::info!("listening on {address}");
     let server_stop = CancellationToken::new();
     let app = server::router(server::AppState {
@@ -397,7 +460,6 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
             audit: audit.clone(),
             interval: config.interval,
             max_changes: config.max_changes,
-            allow_mass_change: config.allow_mass_change,
         }),
         shutdown: shutdown.clone(),
         folder: None,
@@ -474,22 +536,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn readiness_needs_a_valid_folder_and_every_first_pass() {
+    fn ready_only_while_the_folder_is_valid_and_every_last_pass_succeeded() {
         let health = Health::default();
-        assert!(health.readiness().is_err());
-        health.set_valid(true);
-        health.expect_first_passes(["a".to_string(), "b".to_string()]);
         assert_eq!(
             health.readiness(),
-            Err("waiting for the first pass of: a, b".to_string())
+            Err("no valid desired-state folder loaded yet".to_string())
         );
-        health.first_pass_done("a");
-        health.first_pass_done("b");
+        health.set_valid(true);
+        let names = ["a".to_string(), "b".to_string(), "c".to_string()];
+        health.track(&names);
+        assert_eq!(
+            health.readiness(),
+            Err("waiting for the first pass of: a, b, c".to_string())
+        );
+        health.pass_finished("a", InstanceHealth::Healthy);
+        health.pass_finished("b", InstanceHealth::Failing { failures: 3 });
+        health.pass_finished(
+            "c",
+            InstanceHealth::Refused {
+                changes: 30,
+                limit: 25,
+            },
+        );
+        let why = health.readiness().unwrap_err();
+        assert_eq!(
+            why,
+            "failing: b (last 3 passes failed); safety guard refused: c (30 changes, \
+             max_changes 25; none made until the folder changes)"
+        );
+        health.pass_finished("b", InstanceHealth::Healthy);
+        health.pass_finished("c", InstanceHealth::Healthy);
         assert_eq!(health.readiness(), Ok(()));
-        // Later loads do not reset the set.
-        health.expect_first_passes(["c".to_string()]);
+        // An instance added later is pending again; a forgotten one no longer counts,
+        // and its loop's late report does not bring it back.
+        health.track(&["d".to_string()]);
+        assert!(health.readiness().unwrap_err().contains("first pass of: d"));
+        health.forget("d");
+        health.pass_finished("d", InstanceHealth::Failing { failures: 1 });
         assert_eq!(health.readiness(), Ok(()));
         health.set_valid(false);
-        assert!(health.readiness().is_err());
+        assert!(health.readiness().unwrap_err().contains("invalid"));
+    }
+
+    #[test]
+    fn a_listen_error_names_the_os_error_once() {
+        let error = DaemonError::Listen {
+            address: "127.0.0.1:9465".into(),
+            error: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+        };
+        let chain = format!("{:#}", anyhow::Error::from(error));
+        assert_eq!(chain.matches("in use").count(), 1, "{chain}");
+        assert!(chain.ends_with("(use --listen HOST:PORT)"), "{chain}");
     }
 }

@@ -1,5 +1,7 @@
-//! The operator's HTTP endpoint: `/healthz` (the process is alive), `/readyz` (a first
-//! pass finished and the folder on disk is valid) and `/metrics` (OpenMetrics text).
+//! The operator's HTTP endpoint: `/healthz` (the process is alive), `/readyz` (the
+//! folder on disk is valid and the last pass of every instance succeeded; the body names
+//! the instances that are pending, failing or refused by the guard) and `/metrics`
+//! (OpenMetrics text).
 
 use super::metrics::{self, Metrics};
 use super::Health;

@@ -74,7 +74,7 @@ impl Shared {
         let event = match event {
             Ok(event) => event,
             Err(error) => {
-                tracing::warn!(%error, "folder watch error; reloading and re-establishing the watches");
+                tracing::warn!(error = ?error.to_string(), "folder watch error; reloading and re-establishing the watches");
                 self.record(true);
                 return;
             }
@@ -204,7 +204,7 @@ pub fn spawn(
     let mut installed = match watches.install(&shared) {
         Ok(()) => true,
         Err(error) => {
-            tracing::warn!(folder = %shared.root.display(), %error, "cannot watch the folder yet; retrying every {}s", SETUP_RETRY.as_secs());
+            tracing::warn!(folder = %shared.root.display(), error = ?error.to_string(), "cannot watch the folder yet; retrying every {}s", SETUP_RETRY.as_secs());
             false
         }
     };
@@ -245,7 +245,7 @@ pub fn spawn(
                 installed = match watches.install(&shared) {
                     Ok(()) => true,
                     Err(error) => {
-                        tracing::warn!(folder = %shared.root.display(), %error, "cannot watch the folder; retrying every {}s", SETUP_RETRY.as_secs());
+                        tracing::warn!(folder = %shared.root.display(), error = ?error.to_string(), "cannot watch the folder; retrying every {}s", SETUP_RETRY.as_secs());
                         false
                     }
                 };

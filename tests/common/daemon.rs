@@ -442,3 +442,19 @@ fn check_labels(mut rest: &str) -> Result<&str, String> {
         }
     }
 }
+
+/// The audit log at `path`, each line parsed; panics unless every line is whole JSON
+/// and the file ends with a newline (so no line was cut).
+pub fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "the last audit line is cut: {text:?}"
+    );
+    text.lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a whole JSON line ({e}): {line:?}"))
+        })
+        .collect()
+}
