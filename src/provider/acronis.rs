@@ -4,10 +4,11 @@
 
 use super::http::{
     retry_after, ApiRequest, ApiResponse, Credentials, HttpClient, HttpError, RetryPolicy,
+    Transport,
 };
 use super::{
-    api_error, bounded, AccountObservation, Connect, ConnectError, KindSpec, Observation,
-    ObservedAccount, Provider, ProviderError, ResolvedAuth, WriteAccess, WriteOutcome,
+    already_note, api_error, bounded, AccountObservation, Connect, ConnectError, KindSpec, Listed,
+    Observation, ObservedAccount, Provider, ProviderError, ResolvedAuth, WriteAccess, WriteOutcome,
 };
 use crate::plan::Change;
 use crate::secret::Secret;
@@ -16,7 +17,6 @@ use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -36,6 +36,9 @@ const BATCH: usize = 100;
 /// A token is renewed this long before `expires_on` (or, for a token issued for less than
 /// twice this, halfway through its life).
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+/// The longest a token is used, whatever its `expires_on` says (Acronis issues two-hour
+/// tokens), so that an absurd expiry can neither overflow a clock nor keep a token forever.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 fn connect(cx: Connect) -> Result<Arc<dyn Provider>, ConnectError> {
     let name = cx.instance.name.clone();
@@ -145,16 +148,16 @@ impl TokenSource {
             .body("grant_type=client_credentials")
             .send()
             .await
-            .map_err(|e| TokenAttempt::Retry {
-                wait: None,
-                reason: format!(
+            .map_err(|e| match Transport::of(&e) {
+                // A certificate problem is not fixed by asking again.
+                Transport::Tls(_) => TokenAttempt::Fatal(self.error(format!(
                     "token request failed: {}",
-                    if e.is_timeout() {
-                        "timed out"
-                    } else {
-                        "connection error"
-                    }
-                ),
+                    crate::provider::http::describe_tls(&e)
+                ))),
+                transport => TokenAttempt::Retry {
+                    wait: None,
+                    reason: format!("token request failed: {}", transport.short()),
+                },
             })?;
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
@@ -188,13 +191,24 @@ impl TokenSource {
             TokenAttempt::Fatal(self.error(format!("token response is missing a field: {e}")))
         })?;
         tracing::debug!(instance = %self.instance, expires_on = token.expires_on, "fetched access token");
-        let now = SystemTime::now();
-        let lifetime = (UNIX_EPOCH + Duration::from_secs(token.expires_on))
-            .duration_since(now)
-            .unwrap_or(Duration::ZERO);
-        let renew_at = now + lifetime - REFRESH_MARGIN.min(lifetime / 2);
-        Ok((Secret::new(token.access_token), renew_at))
+        Ok((
+            Secret::new(token.access_token),
+            renew_at(SystemTime::now(), token.expires_on),
+        ))
     }
+}
+
+/// When to renew a token that expires at `expires_on` (unix seconds): [`REFRESH_MARGIN`]
+/// before, or halfway for a short-lived one, with the lifetime clamped to
+/// [`MAX_TOKEN_LIFETIME`]. Never panics, whatever the provider sent.
+fn renew_at(now: SystemTime, expires_on: u64) -> SystemTime {
+    let lifetime = UNIX_EPOCH
+        .checked_add(Duration::from_secs(expires_on))
+        .and_then(|expiry| expiry.duration_since(now).ok())
+        .unwrap_or(Duration::ZERO)
+        .min(MAX_TOKEN_LIFETIME);
+    let usable = lifetime.saturating_sub(REFRESH_MARGIN.min(lifetime / 2));
+    now.checked_add(usable).unwrap_or(now)
 }
 
 #[async_trait]
@@ -324,17 +338,17 @@ impl Provider for Acronis {
             .chunks(BATCH)
             .map(|c| c.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","))
             .collect();
-        let mut observation = Observation {
-            accounts: HashMap::with_capacity(accounts.len()),
-        };
+        let mut observation = Observation::default();
+        let mut users = Vec::new();
         for batch in bounded(chunks, 4, |ids| self.batch(ids)).await {
-            for user in batch? {
-                let account = observed(&user);
-                observation
-                    .accounts
-                    .insert(user.id, AccountObservation::Found(account));
-            }
+            users.extend(batch?);
         }
+        // One id twice in the answers is ambiguous: a failed entry, never a pick.
+        let listed = users
+            .iter()
+            .enumerate()
+            .map(|(record, user)| Listed::by_id(record, user.id.clone(), observed(user)));
+        observation.accounts = Observation::of_listed(accounts, listed).accounts;
         for id in single {
             match self.read_one(id).await {
                 Ok(user) => {
@@ -376,9 +390,10 @@ impl Provider for Acronis {
         if fresh.enabled == enabled {
             return Ok(WriteOutcome::AlreadyConverged {
                 http_status: 409,
-                note: format!(
-                    "already {} when re-read after a version conflict",
-                    change.to
+                note: already_note(
+                    &change.to,
+                    response.earlier_attempt_unanswered,
+                    "when re-read after a version conflict",
                 ),
             });
         }

@@ -6,7 +6,7 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    api_error, offset_pages, Connect, ConnectError, KindSpec, Observation, ObservedAccount,
+    api_error, offset_pages, Connect, ConnectError, KindSpec, Listed, Observation, ObservedAccount,
     Provider, ProviderError, Refusal, RefusalScope, WriteAccess, WriteOutcome,
 };
 use crate::plan::Change;
@@ -44,7 +44,7 @@ struct Atlan {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Page {
-    filter_record: usize,
+    filter_record: u64,
     records: Vec<User>,
 }
 
@@ -67,7 +67,7 @@ impl Atlan {
         self.http.instance()
     }
 
-    async fn page(&self, offset: usize, limit: usize) -> Result<(Vec<User>, usize), ProviderError> {
+    async fn page(&self, offset: usize, limit: usize) -> Result<(Vec<User>, u64), ProviderError> {
         let request = ApiRequest::get(&["api", "service", "users"])
             .query("limit", limit)
             .query("offset", offset)
@@ -76,8 +76,7 @@ impl Atlan {
         if !response.is_success() {
             return Err(self.error(&response, "users"));
         }
-        let page: Page = response.json(self.instance())?;
-        Ok((page.records, page.filter_record))
+        parse_page(self.instance(), &response.body)
     }
 
     fn error(&self, response: &ApiResponse, account: &str) -> ProviderError {
@@ -87,6 +86,15 @@ impl Atlan {
                 .map(|b| b.message)
         })
     }
+}
+
+/// Parses one list page: its records and `filterRecord`, the total to page up to.
+fn parse_page(instance: &str, body: &[u8]) -> Result<(Vec<User>, u64), ProviderError> {
+    let page: Page = serde_json::from_slice(body).map_err(|e| ProviderError::InvalidResponse {
+        instance: instance.to_string(),
+        detail: format!("list page: {e}"),
+    })?;
+    Ok((page.records, page.filter_record))
 }
 
 fn observed(user: &User) -> ObservedAccount {
@@ -119,8 +127,17 @@ fn observed(user: &User) -> ObservedAccount {
 #[async_trait]
 impl Provider for Atlan {
     async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
-        let users = offset_pages(PAGE_SIZE, |offset, limit| self.page(offset, limit)).await?;
-        let listed = users.iter().map(|user| (user.id.clone(), observed(user)));
+        let users = offset_pages(
+            self.instance(),
+            PAGE_SIZE,
+            |u: &User| &u.id,
+            |offset, limit| self.page(offset, limit),
+        )
+        .await?;
+        let listed = users
+            .iter()
+            .enumerate()
+            .map(|(record, user)| Listed::by_id(record, user.id.clone(), observed(user)));
         Ok(Observation::of_listed(accounts, listed))
     }
 

@@ -4,6 +4,11 @@
 //!
 //! Non-retryable answers (400, 403, 404, 409, 422...) are handed back to the adapter,
 //! which knows what they mean for its kind; the layer only decides *whether to try again*.
+//!
+//! Providers are not trusted: bodies are streamed with a size limit ([`MAX_BODY_BYTES`]),
+//! large string fields an adapter does not need are dropped as their bytes arrive
+//! ([`ApiRequest::skip_string_field`]), and a transport failure is described by its
+//! cause (DNS, refused, TLS certificate, timeout). A certificate problem is never retried.
 
 use crate::secret::Secret;
 use async_trait::async_trait;
@@ -11,12 +16,23 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{Mutex, Semaphore};
 use url::Url;
 
 pub use crate::apply::WriteAccess;
+
+/// The largest response body Roster accepts, counted as bytes received (before any
+/// field is skipped). A suspend-api page of 100 users with 256 KB avatars is about
+/// 26 MB, so 64 MiB leaves room; a larger body is refused as soon as the limit is passed
+/// (or at once, when `Content-Length` announces it), never held whole in memory.
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// The longest wait [`HttpClient`] keeps between paced requests, whatever
+/// `requests_per_second` says.
+const MAX_PACE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// How an adapter authenticates each request.
 #[async_trait]
@@ -114,6 +130,10 @@ pub struct HttpConfig {
     pub query: Vec<(String, String)>,
     pub retry: RetryPolicy,
     pub observer: Arc<dyn RequestObserver>,
+    /// A PEM file of extra trusted CA certificates (the instance's `ca_file`), for a
+    /// provider behind a private CA. `SSL_CERT_FILE` is added the same way for every
+    /// instance. Both come on top of the built-in public roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A failure that no retry could fix.
@@ -135,6 +155,21 @@ pub enum HttpError {
     Client { instance: String, reason: String },
     #[error("{instance}: {reason}")]
     Token { instance: String, reason: String },
+    #[error("{instance}: {method} {path}: {problem}; not retried, since a retry cannot fix a certificate{hint}")]
+    Tls {
+        instance: String,
+        method: String,
+        path: String,
+        problem: String,
+        hint: &'static str,
+    },
+    #[error("{instance}: {method} {path}: the answer is larger than {limit} bytes, the most Roster reads from one response")]
+    TooLarge {
+        instance: String,
+        method: String,
+        path: String,
+        limit: usize,
+    },
 }
 
 /// One request, described by path segments so ids are always percent-encoded.
@@ -143,6 +178,7 @@ pub struct ApiRequest {
     segments: Vec<String>,
     query: Vec<(String, String)>,
     body: Option<serde_json::Value>,
+    skip: Vec<&'static str>,
 }
 
 impl ApiRequest {
@@ -152,6 +188,7 @@ impl ApiRequest {
             segments: segments.iter().map(|s| s.to_string()).collect(),
             query: Vec::new(),
             body: None,
+            skip: Vec::new(),
         }
     }
 
@@ -168,12 +205,25 @@ impl ApiRequest {
         self.body = Some(body);
         self
     }
+
+    /// Drops the contents of every JSON string stored under the key `field`, anywhere in
+    /// the answer, while it streams in: the value arrives as `""`. For large fields the
+    /// adapter never reads (suspend-api `avatar_base64`), so they are never held in memory.
+    pub fn skip_string_field(mut self, field: &'static str) -> Self {
+        self.skip.push(field);
+        self
+    }
 }
 
 /// A final answer: 2xx, or a status the adapter must interpret.
 pub struct ApiResponse {
     pub status: StatusCode,
     pub body: Bytes,
+    /// True when an earlier attempt of this same call was sent but its answer was lost (the
+    /// connection dropped or timed out, or a gateway answered 5xx): that attempt may have
+    /// been applied, so a write's "already in that state" answer most likely means Roster
+    /// made the change itself.
+    pub earlier_attempt_unanswered: bool,
 }
 
 impl ApiResponse {
@@ -215,7 +265,22 @@ pub struct HttpClient {
 
 impl HttpClient {
     pub fn new(config: HttpConfig) -> Result<Self, HttpError> {
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        let ca_files = config
+            .ca_file
+            .iter()
+            .map(|path| (path.clone(), "ca_file"))
+            .chain(
+                std::env::var_os("SSL_CERT_FILE")
+                    .filter(|v| !v.is_empty())
+                    .map(|v| (PathBuf::from(v), "SSL_CERT_FILE")),
+            );
+        for (path, origin) in ca_files {
+            for certificate in read_ca_file(&config.instance, &path, origin)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let client = builder
             .user_agent(concat!("roster/", env!("CARGO_PKG_VERSION")))
             .timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
@@ -315,8 +380,10 @@ impl HttpClient {
                 reason: "client closed".into(),
             })?;
         let policy = &self.config.retry;
+        let method = request.method.as_str();
         let mut attempt: u32 = 0;
         let mut refreshed_credentials = false;
+        let mut earlier_attempt_unanswered = false;
         loop {
             self.pace().await;
             let authorization = self.config.credentials.authorization(&self.client).await?;
@@ -338,19 +405,16 @@ impl HttpClient {
                     .body(body.to_string());
             }
             let started = Instant::now();
-            let result = builder.send().await;
-            let outcome = match result {
+            let outcome = match builder.send().await {
                 Ok(response) => {
                     let status = response.status();
                     let retry_after = retry_after(response.headers());
-                    match response.bytes().await {
-                        Ok(body) => Ok((status, retry_after, body)),
-                        Err(e) => Err(describe_transport(&e)),
-                    }
+                    read_body(response, &request.skip)
+                        .await
+                        .map(|body| (status, retry_after, body))
                 }
-                Err(e) => Err(describe_transport(&e)),
+                Err(e) => Err(BodyError::Transport(Transport::of(&e))),
             };
-            let method = request.method.as_str();
             self.config.observer.request_finished(
                 &self.config.instance,
                 method,
@@ -362,10 +426,10 @@ impl HttpClient {
                 method,
                 path = %path,
                 status = outcome.as_ref().ok().map(|(s, _, _)| s.as_u16()),
-                elapsed_ms = started.elapsed().as_millis() as u64,
+                elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 "http request"
             );
-            let (delay, last) = match outcome {
+            let (delay, last, unanswered) = match outcome {
                 Ok((status, _, _)) if status == StatusCode::UNAUTHORIZED => {
                     if !refreshed_credentials
                         && self.config.credentials.rejected(&authorization).await
@@ -384,26 +448,56 @@ impl HttpClient {
                     let wait = retry_after
                         .map(|d| d.min(policy.max_retry_after))
                         .unwrap_or_else(|| policy.backoff(attempt));
-                    (wait, format!("HTTP {}", status.as_u16()))
+                    (wait, format!("HTTP {}", status.as_u16()), false)
                 }
-                Ok((status, _, _)) if status.is_server_error() => {
-                    (policy.backoff(attempt), format!("HTTP {}", status.as_u16()))
+                Ok((status, _, _)) if status.is_server_error() => (
+                    policy.backoff(attempt),
+                    format!("HTTP {}", status.as_u16()),
+                    true,
+                ),
+                Ok((status, _, body)) => {
+                    return Ok(ApiResponse {
+                        status,
+                        body,
+                        earlier_attempt_unanswered,
+                    })
                 }
-                Ok((status, _, body)) => return Ok(ApiResponse { status, body }),
-                Err(reason) => (policy.backoff(attempt), reason),
+                Err(BodyError::TooLarge) => {
+                    return Err(HttpError::TooLarge {
+                        instance: self.config.instance.clone(),
+                        method: method.to_string(),
+                        path,
+                        limit: MAX_BODY_BYTES,
+                    })
+                }
+                Err(BodyError::Transport(Transport::Tls(problem))) => {
+                    return Err(HttpError::Tls {
+                        instance: self.config.instance.clone(),
+                        method: method.to_string(),
+                        path,
+                        hint: problem.hint(),
+                        problem: problem.describe(),
+                    })
+                }
+                Err(BodyError::Transport(transport)) => (
+                    policy.backoff(attempt),
+                    transport.describe(&url, self.config.timeout),
+                    transport.may_have_arrived(),
+                ),
             };
+            earlier_attempt_unanswered |= unanswered;
             if attempt >= policy.max_retries {
                 return Err(HttpError::GaveUp {
                     instance: self.config.instance.clone(),
                     method: method.to_string(),
                     path,
-                    attempts: attempt + 1,
+                    attempts: attempt.saturating_add(1),
                     last,
                 });
             }
-            attempt += 1;
+            attempt = attempt.saturating_add(1);
             self.config.observer.retry_scheduled(&self.config.instance);
-            tracing::debug!(instance = %self.config.instance, %path, attempt, delay_ms = delay.as_millis() as u64, reason = %last, "retrying");
+            tracing::debug!(instance = %self.config.instance, %path, attempt, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), reason = %last, "retrying");
             tokio::time::sleep(delay).await;
         }
     }
@@ -413,12 +507,14 @@ impl HttpClient {
         let (Some(pacer), Some(rps)) = (&self.pacer, self.config.requests_per_second) else {
             return;
         };
-        let interval = Duration::from_secs_f64(1.0 / rps);
+        let interval = Duration::try_from_secs_f64(1.0 / rps)
+            .unwrap_or(MAX_PACE_INTERVAL)
+            .min(MAX_PACE_INTERVAL);
         let wait_until = {
             let mut next = pacer.lock().await;
             let now = Instant::now();
             let slot = (*next).max(now);
-            *next = slot + interval;
+            *next = slot.checked_add(interval).unwrap_or(slot);
             slot
         };
         tokio::time::sleep_until(wait_until.into()).await;
@@ -438,17 +534,336 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     )
 }
 
-/// A transport error in words, without the URL (which reqwest would include) so that
-/// nothing but the path we log ourselves can reach a message.
-fn describe_transport(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "timed out".into()
-    } else if error.is_connect() {
-        "connection failed".into()
-    } else if error.is_body() || error.is_decode() {
-        "connection dropped while reading the answer".into()
-    } else {
-        "connection error".into()
+/// Reads the PEM certificates of `path` (an instance's `ca_file` or `SSL_CERT_FILE`).
+fn read_ca_file(
+    instance: &str,
+    path: &std::path::Path,
+    origin: &str,
+) -> Result<Vec<reqwest::Certificate>, HttpError> {
+    let error = |reason: String| HttpError::Client {
+        instance: instance.to_string(),
+        reason: format!("{origin} {}: {reason}", path.display()),
+    };
+    let pem = std::fs::read(path).map_err(|e| error(format!("cannot read it: {}", e.kind())))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|_| error("is not a PEM file of certificates".to_string()))?;
+    if certificates.is_empty() {
+        return Err(error("holds no PEM certificate".to_string()));
+    }
+    Ok(certificates)
+}
+
+/// Why reading an answer failed.
+#[derive(Debug)]
+enum BodyError {
+    Transport(Transport),
+    TooLarge,
+}
+
+/// Streams a body into memory, refusing it past [`MAX_BODY_BYTES`] and dropping the
+/// string values of `skip` fields as they arrive.
+async fn read_body(
+    mut response: reqwest::Response,
+    skip: &[&'static str],
+) -> Result<Bytes, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_BODY_BYTES as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut filter = SkipStringFields::new(skip);
+    let mut received: usize = 0;
+    let mut kept = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| BodyError::Transport(Transport::of(&e)))?
+    {
+        received = received.saturating_add(chunk.len());
+        if received > MAX_BODY_BYTES {
+            return Err(BodyError::TooLarge);
+        }
+        filter.feed(&chunk, &mut kept);
+    }
+    Ok(Bytes::from(kept))
+}
+
+/// A byte-level JSON filter that empties the string value of chosen keys, so a large
+/// field is dropped while it streams in instead of being parsed and discarded later.
+/// It only tracks JSON's lexical structure (strings, escapes, the `:` after a key), so it
+/// needs no nesting state and works across chunk boundaries. Anything that is not a
+/// string value of a skipped key passes through unchanged; invalid JSON stays invalid.
+pub(crate) struct SkipStringFields<'a> {
+    fields: &'a [&'static str],
+    state: LexState,
+    /// The raw bytes of the string being read, kept only while short enough to be a field name.
+    token: Vec<u8>,
+    token_fits: bool,
+    /// The string just closed matched a skipped field and may be followed by `:`.
+    key_matched: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LexState {
+    /// Between tokens.
+    Outside,
+    /// Inside a string that is kept; `escaped` after a backslash.
+    InString { escaped: bool },
+    /// After a skipped key's `:`, before its value.
+    AwaitValue,
+    /// Inside a string whose bytes are dropped.
+    Skipping { escaped: bool },
+}
+
+impl<'a> SkipStringFields<'a> {
+    pub(crate) fn new(fields: &'a [&'static str]) -> Self {
+        SkipStringFields {
+            fields,
+            state: LexState::Outside,
+            token: Vec::new(),
+            token_fits: true,
+            key_matched: false,
+        }
+    }
+
+    fn longest_field(&self) -> usize {
+        self.fields.iter().map(|f| f.len()).max().unwrap_or(0)
+    }
+
+    /// Appends the kept bytes of `chunk` to `out`.
+    pub(crate) fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        if self.fields.is_empty() {
+            out.extend_from_slice(chunk);
+            return;
+        }
+        let longest = self.longest_field();
+        let mut rest = chunk;
+        while let Some((&byte, tail)) = rest.split_first() {
+            match self.state {
+                LexState::Skipping { escaped: true } => {
+                    // The escaped byte is dropped like the rest of the string.
+                    self.state = LexState::Skipping { escaped: false };
+                }
+                LexState::Skipping { escaped: false } => {
+                    // Drop everything up to the next quote or backslash in one step.
+                    match rest.iter().position(|&b| b == b'"' || b == b'\\') {
+                        None => rest = &[],
+                        Some(i) => {
+                            if rest[i] == b'"' {
+                                out.push(b'"');
+                                self.state = LexState::Outside;
+                            } else {
+                                self.state = LexState::Skipping { escaped: true };
+                            }
+                            rest = &rest[i + 1..];
+                        }
+                    }
+                    continue;
+                }
+                LexState::InString { escaped } => {
+                    out.push(byte);
+                    if !escaped && byte == b'"' {
+                        self.state = LexState::Outside;
+                        self.key_matched = self.token_fits
+                            && self.fields.iter().any(|f| f.as_bytes() == self.token);
+                    } else {
+                        self.state = LexState::InString {
+                            escaped: !escaped && byte == b'\\',
+                        };
+                        if self.token.len() < longest {
+                            self.token.push(byte);
+                        } else {
+                            self.token_fits = false;
+                        }
+                    }
+                }
+                LexState::AwaitValue => {
+                    if byte.is_ascii_whitespace() {
+                        out.push(byte);
+                    } else if byte == b'"' {
+                        out.push(byte);
+                        self.state = LexState::Skipping { escaped: false };
+                    } else {
+                        self.state = LexState::Outside;
+                        continue;
+                    }
+                }
+                LexState::Outside => {
+                    out.push(byte);
+                    if byte == b'"' {
+                        self.state = LexState::InString { escaped: false };
+                        self.token.clear();
+                        self.token_fits = true;
+                        self.key_matched = false;
+                    } else if byte == b':' && self.key_matched {
+                        self.key_matched = false;
+                        self.state = LexState::AwaitValue;
+                    } else if !byte.is_ascii_whitespace() {
+                        self.key_matched = false;
+                    }
+                }
+            }
+            rest = tail;
+        }
+    }
+}
+
+/// A TLS failure of `error` in words, with the hint a user needs (`ca_file`).
+pub(crate) fn describe_tls(error: &reqwest::Error) -> String {
+    match Transport::of(error) {
+        Transport::Tls(problem) => format!("{}{}", problem.describe(), problem.hint()),
+        other => other.short(),
+    }
+}
+
+/// A transport failure, classified by walking the error's `source()` chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Transport {
+    Dns(String),
+    Refused,
+    Tls(TlsProblem),
+    Timeout,
+    /// Another failure before the request was sent.
+    Connect(String),
+    /// The connection broke after the request went out, or while the answer streamed in.
+    Dropped,
+}
+
+/// What was wrong with the server's TLS certificate or handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TlsProblem {
+    UnknownIssuer,
+    Expired,
+    NotYetValid,
+    WrongName,
+    Revoked,
+    Other(String),
+}
+
+impl TlsProblem {
+    fn of(error: &rustls::Error) -> Self {
+        use rustls::CertificateError as C;
+        match error {
+            rustls::Error::InvalidCertificate(cert) => match cert {
+                C::UnknownIssuer => TlsProblem::UnknownIssuer,
+                C::Expired | C::ExpiredContext { .. } => TlsProblem::Expired,
+                C::NotValidYet | C::NotValidYetContext { .. } => TlsProblem::NotYetValid,
+                C::NotValidForName | C::NotValidForNameContext { .. } => TlsProblem::WrongName,
+                C::Revoked => TlsProblem::Revoked,
+                other => TlsProblem::Other(format!("invalid certificate ({other:?})")),
+            },
+            other => TlsProblem::Other(other.to_string()),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            TlsProblem::UnknownIssuer => {
+                "TLS certificate problem: unknown issuer (the server's certificate is not signed by a trusted CA)".into()
+            }
+            TlsProblem::Expired => "TLS certificate problem: the server's certificate has expired".into(),
+            TlsProblem::NotYetValid => "TLS certificate problem: the server's certificate is not valid yet".into(),
+            TlsProblem::WrongName => {
+                "TLS certificate problem: name mismatch (the server's certificate is not valid for this host name)".into()
+            }
+            TlsProblem::Revoked => "TLS certificate problem: the server's certificate is revoked".into(),
+            TlsProblem::Other(detail) => format!("TLS failed: {detail}"),
+        }
+    }
+
+    fn hint(&self) -> &'static str {
+        match self {
+            TlsProblem::UnknownIssuer => {
+                " (for a private CA, set ca_file on the instance or SSL_CERT_FILE)"
+            }
+            _ => "",
+        }
+    }
+}
+
+impl Transport {
+    /// Classifies a reqwest error by its cause. reqwest's own message is not used: it
+    /// carries the whole URL, and only the path we log ourselves may reach a message.
+    pub(crate) fn of(error: &reqwest::Error) -> Self {
+        let mut dns = None;
+        let mut io_kind = None;
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(current) = next {
+            if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+                return Transport::Tls(TlsProblem::of(tls));
+            }
+            if let Some(io) = current.downcast_ref::<std::io::Error>() {
+                // io::Error's source() skips the error it wraps; look at it directly.
+                if let Some(tls) = io
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                {
+                    return Transport::Tls(TlsProblem::of(tls));
+                }
+                io_kind.get_or_insert(io.kind());
+                if dns.is_some() {
+                    dns = Some(io.to_string());
+                }
+            }
+            if current.to_string().starts_with("dns error") {
+                dns = Some(
+                    current
+                        .source()
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "the name does not resolve".into()),
+                );
+            }
+            next = current.source();
+        }
+        if let Some(detail) = dns {
+            return Transport::Dns(detail);
+        }
+        if error.is_timeout() || io_kind == Some(std::io::ErrorKind::TimedOut) {
+            return Transport::Timeout;
+        }
+        if io_kind == Some(std::io::ErrorKind::ConnectionRefused) {
+            return Transport::Refused;
+        }
+        if error.is_connect() {
+            return Transport::Connect(
+                io_kind.map_or_else(|| "unknown cause".to_string(), |k| k.to_string()),
+            );
+        }
+        Transport::Dropped
+    }
+
+    /// Whether the request may have reached the server (and been applied) before the
+    /// failure: not for failures while connecting.
+    fn may_have_arrived(&self) -> bool {
+        matches!(self, Transport::Timeout | Transport::Dropped)
+    }
+
+    /// The cause in a few words, without host or timeout.
+    pub(crate) fn short(&self) -> String {
+        match self {
+            Transport::Dns(detail) => format!("DNS lookup failed: {detail}"),
+            Transport::Refused => "connection refused".into(),
+            Transport::Tls(problem) => problem.describe(),
+            Transport::Timeout => "timed out".into(),
+            Transport::Connect(detail) => format!("cannot connect: {detail}"),
+            Transport::Dropped => "connection dropped before the whole answer arrived".into(),
+        }
+    }
+
+    fn describe(&self, url: &Url, timeout: Duration) -> String {
+        let host = url.host_str().unwrap_or("?");
+        let port = url.port_or_known_default().unwrap_or(0);
+        match self {
+            Transport::Dns(detail) => format!("DNS lookup of {host} failed: {detail}"),
+            Transport::Refused => format!("connection refused by {host}:{port}"),
+            Transport::Tls(problem) => problem.describe(),
+            Transport::Timeout => {
+                format!("timed out after {}", humantime::format_duration(timeout))
+            }
+            Transport::Connect(detail) => format!("cannot connect to {host}:{port}: {detail}"),
+            Transport::Dropped => "connection dropped before the whole answer arrived".into(),
+        }
     }
 }
 
@@ -468,6 +883,7 @@ mod tests {
             query: vec![],
             retry: RetryPolicy::default(),
             observer: Arc::new(NoObserver),
+            ca_file: None,
         })
         .unwrap()
     }

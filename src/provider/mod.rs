@@ -92,21 +92,83 @@ pub struct ObservedAccount {
     pub revision: Option<u64>,
 }
 
+/// One entry of a provider's list, under one of the keys an account may be named by.
+pub struct Listed {
+    /// The id (or other key, such as status-api's `identifier`) a desired account may use.
+    pub key: String,
+    /// Which record of the list this is (its position), so that one record listed under
+    /// two keys that happen to be equal is not mistaken for two records.
+    pub record: usize,
+    /// How the record names itself in a message: `user 7c6d...`.
+    pub label: String,
+    /// Which field `key` came from: `id`, `identifier`.
+    pub field: &'static str,
+    pub account: ObservedAccount,
+}
+
+impl Listed {
+    /// A record listed by its id only.
+    pub fn by_id(record: usize, id: String, account: ObservedAccount) -> Self {
+        Listed {
+            label: format!("user {id}"),
+            key: id,
+            record,
+            field: "id",
+            account,
+        }
+    }
+}
+
 impl Observation {
-    /// Builds the observation of `accounts` from everything a provider listed, as
-    /// `(key, account)` pairs; listed accounts nobody asked for are dropped.
-    pub fn of_listed(
-        accounts: &[String],
-        listed: impl IntoIterator<Item = (String, ObservedAccount)>,
-    ) -> Self {
+    /// Builds the observation of `accounts` from everything a provider listed; listed
+    /// accounts nobody asked for are dropped. A key that two different records carry
+    /// (one id listed twice, or status-api's id of one user that is another's identifier)
+    /// is ambiguous: that account becomes a [`AccountObservation::Failed`] that says so,
+    /// whatever the statuses, so Roster never picks one and never writes to it.
+    pub fn of_listed(accounts: &[String], listed: impl IntoIterator<Item = Listed>) -> Self {
         let wanted: HashSet<&str> = accounts.iter().map(String::as_str).collect();
-        let accounts = listed
+        let mut found: HashMap<String, Vec<Listed>> = HashMap::new();
+        for entry in listed {
+            if !wanted.contains(entry.key.as_str()) {
+                continue;
+            }
+            let same_key = found.entry(entry.key.clone()).or_default();
+            if !same_key.iter().any(|e| e.record == entry.record) {
+                same_key.push(entry);
+            }
+        }
+        let accounts = found
             .into_iter()
-            .filter(|(key, _)| wanted.contains(key.as_str()))
-            .map(|(key, account)| (key, AccountObservation::Found(account)))
+            .filter_map(|(key, mut entries)| {
+                let observation = if entries.len() == 1 {
+                    AccountObservation::Found(entries.pop()?.account)
+                } else {
+                    AccountObservation::Failed(ambiguity(&key, &entries))
+                };
+                Some((key, observation))
+            })
             .collect();
         Observation { accounts }
     }
+}
+
+/// The message of an account whose key several listed records carry.
+fn ambiguity(key: &str, entries: &[Listed]) -> String {
+    let shown: Vec<String> = entries
+        .iter()
+        .take(4)
+        .map(|e| format!("the {} of {} ({})", e.field, e.label, e.account.status))
+        .collect();
+    let more = entries.len().saturating_sub(shown.len());
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    format!(
+        "ambiguous: the provider lists {key:?} as {}{more}; Roster will not pick one or change it until the provider's data is fixed",
+        shown.join(" and as ")
+    )
 }
 
 impl ObservedAccount {
@@ -188,6 +250,8 @@ pub enum ProviderError {
     },
     #[error("{instance}: response is missing or has an invalid field: {detail}")]
     InvalidResponse { instance: String, detail: String },
+    #[error("{instance}: the list of users cannot be trusted, so nothing was read: {detail}")]
+    Listing { instance: String, detail: String },
     #[error(transparent)]
     Http(#[from] HttpError),
 }
@@ -309,6 +373,7 @@ impl Connect<'_> {
             query,
             retry: http::RetryPolicy::default(),
             observer: self.observer.clone(),
+            ca_file: self.instance.ca_file.clone(),
         })
         .map_err(|e| ConnectError::Invalid {
             instance: self.instance.name.clone(),
@@ -354,24 +419,121 @@ where
 /// How many list pages of one instance are read at once.
 const PAGE_CONCURRENCY: usize = 4;
 
+/// The most list pages one pass reads from one instance (1,000,000 users at 100 a page).
+/// A provider that reports a larger total, or whose cursor does not end by then, is an
+/// instance error rather than a pass that never finishes.
+pub const MAX_PAGES: usize = 10_000;
+
+/// A fingerprint of a page's ids, to notice a server that ignores the offset or cursor
+/// and serves the same page again.
+pub(crate) fn page_fingerprint<'a>(ids: impl IntoIterator<Item = &'a str>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for id in ids {
+        id.hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
 /// Reads an offset-paged list. The first page tells the total and the page length the
-/// server grants; the remaining pages are then read concurrently. `fetch(offset, limit)`
-/// returns one page's items and the total. An exactly full last page costs no extra call.
-pub(crate) async fn offset_pages<T, F, Fut>(limit: usize, fetch: F) -> Result<Vec<T>, ProviderError>
+/// server grants; the remaining pages (at most [`MAX_PAGES`]) are then read a few at a
+/// time. `fetch(offset, limit)` returns one page's items and the total it reports; `id`
+/// names an item. An exactly full last page costs no extra call.
+///
+/// The provider's numbers are checked, never trusted: a total needing more than
+/// [`MAX_PAGES`] pages, a total that grows while the list is read, a page that repeats an
+/// earlier one, and records after a short page (the list shifted, so some could be
+/// missed) are instance errors. A total larger than the list (short or empty pages at
+/// the end) just ends the list.
+pub(crate) async fn offset_pages<T, F, Fut>(
+    instance: &str,
+    limit: usize,
+    id: fn(&T) -> &str,
+    fetch: F,
+) -> Result<Vec<T>, ProviderError>
 where
     F: Fn(usize, usize) -> Fut,
-    Fut: std::future::Future<Output = Result<(Vec<T>, usize), ProviderError>>,
+    Fut: std::future::Future<Output = Result<(Vec<T>, u64), ProviderError>>,
 {
+    use futures::stream::{self, StreamExt};
+    let listing = |detail: String| ProviderError::Listing {
+        instance: instance.to_string(),
+        detail,
+    };
     let (mut items, total) = fetch(0, limit).await?;
     let granted = items.len();
-    if granted == 0 || granted >= total {
+    if granted == 0 || u64::try_from(granted).map_or(true, |g| g >= total) {
         return Ok(items);
     }
-    let offsets: Vec<usize> = (granted..total).step_by(granted).collect();
-    for page in bounded(offsets, PAGE_CONCURRENCY, |offset| fetch(offset, granted)).await {
-        items.extend(page?.0);
+    let step = u64::try_from(granted).unwrap_or(u64::MAX);
+    let more_pages = (total - step).div_ceil(step);
+    if more_pages >= MAX_PAGES as u64 {
+        return Err(listing(format!(
+            "it reports {total} users, which would take {} pages of {granted}; Roster reads at most {MAX_PAGES} pages in a pass",
+            more_pages.saturating_add(1)
+        )));
+    }
+    let offsets: Vec<usize> = (1..=more_pages)
+        .filter_map(|n| usize::try_from(n).ok()?.checked_mul(granted))
+        .collect();
+    let mut seen = HashMap::new();
+    seen.insert(page_fingerprint(items.iter().map(id)), 0usize);
+    let mut short_at: Option<usize> = None;
+    let mut checked_after_short = 0;
+    let mut pages = stream::iter(offsets.into_iter().map(|offset| {
+        let page = fetch(offset, granted);
+        async move { (offset, page.await) }
+    }))
+    .buffered(PAGE_CONCURRENCY);
+    while let Some((offset, page)) = pages.next().await {
+        let (page, page_total) = page?;
+        if page_total > total {
+            return Err(listing(format!(
+                "its total grew from {total} to {page_total} while the list was read (at offset {offset}); the next pass will try again"
+            )));
+        }
+        if let Some(short) = short_at {
+            if !page.is_empty() {
+                return Err(listing(format!(
+                    "the page at offset {short} was short but the page at offset {offset} has users: the list shifted while it was read, so some users could be missed"
+                )));
+            }
+            // The list ended before the total said; check the pages already asked for,
+            // then stop rather than read every page of an inflated total.
+            checked_after_short += 1;
+            if checked_after_short >= PAGE_CONCURRENCY {
+                break;
+            }
+            continue;
+        }
+        if !page.is_empty() {
+            if let Some(earlier) = seen.insert(page_fingerprint(page.iter().map(id)), offset) {
+                return Err(listing(format!(
+                    "the page at offset {offset} repeats the page at offset {earlier}: the provider ignores the offset"
+                )));
+            }
+        }
+        if page.len() < granted {
+            short_at = Some(offset);
+        }
+        items.extend(page);
     }
     Ok(items)
+}
+
+/// Why a write found the account already in the desired state. When an earlier attempt
+/// of this same call lost its answer, that attempt most likely made the change: saying
+/// "someone else" would send an operator hunting for a person who does not exist.
+pub(crate) fn already_note(
+    to: &Status,
+    earlier_attempt_unanswered: bool,
+    otherwise: &str,
+) -> String {
+    if earlier_attempt_unanswered {
+        format!("already {to}: an earlier attempt of this same call lost its answer and most likely applied it; the retry was told it was already done")
+    } else {
+        format!("already {to} {otherwise}")
+    }
 }
 
 /// Turns a non-2xx answer into an error: 404 names the account, anything else carries

@@ -3,7 +3,7 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    api_error, offset_pages, Connect, ConnectError, KindSpec, Observation, ObservedAccount,
+    api_error, offset_pages, Connect, ConnectError, KindSpec, Listed, Observation, ObservedAccount,
     Provider, ProviderError, Setting, WriteAccess, WriteOutcome,
 };
 use crate::plan::Change;
@@ -47,7 +47,7 @@ struct StatusApi {
 #[derive(Deserialize)]
 struct Page {
     data: Vec<User>,
-    total: usize,
+    total: u64,
 }
 
 #[derive(Deserialize)]
@@ -79,15 +79,14 @@ impl StatusApi {
         &self,
         offset: usize,
         per_page: usize,
-    ) -> Result<(Vec<User>, usize), ProviderError> {
-        let page = offset / per_page.max(1) + 1;
+    ) -> Result<(Vec<User>, u64), ProviderError> {
+        let page = (offset / per_page.max(1)).saturating_add(1);
         let request = ApiRequest::get(&["users"])
             .query("page", page)
             .query("per_page", per_page);
         let response = self.http.read(request).await?;
         self.expect_success(&response, "users")?;
-        let page: Page = response.json(self.instance())?;
-        Ok((page.data, page.total))
+        parse_page(self.instance(), &response.body)
     }
 
     fn expect_success(&self, response: &ApiResponse, account: &str) -> Result<(), ProviderError> {
@@ -101,19 +100,54 @@ impl StatusApi {
     }
 }
 
+/// Parses one list page: its users and `total`.
+fn parse_page(instance: &str, body: &[u8]) -> Result<(Vec<User>, u64), ProviderError> {
+    let page: Page = serde_json::from_slice(body).map_err(|e| ProviderError::InvalidResponse {
+        instance: instance.to_string(),
+        detail: format!("list page: {e}"),
+    })?;
+    Ok((page.data, page.total))
+}
+
+/// Every key a listed user may be named by: its `id`, and its `identifier` when it has
+/// one. A key two users share is then ambiguous (see [`Observation::of_listed`]).
+fn listed(users: Vec<User>) -> impl Iterator<Item = Listed> {
+    users.into_iter().enumerate().flat_map(|(record, user)| {
+        let account = ObservedAccount::new(Status::new(user.status));
+        let label = match &user.identifier {
+            Some(identifier) => format!("user {} (identifier {identifier})", user.id),
+            None => format!("user {}", user.id),
+        };
+        let by_identifier = user.identifier.map(|identifier| Listed {
+            key: identifier,
+            record,
+            label: label.clone(),
+            field: "identifier",
+            account: account.clone(),
+        });
+        std::iter::once(Listed {
+            key: user.id,
+            record,
+            label,
+            field: "id",
+            account,
+        })
+        .chain(by_identifier)
+    })
+}
+
 #[async_trait]
 impl Provider for StatusApi {
     async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
-        let users = offset_pages(PAGE_SIZE, |offset, limit| self.page(offset, limit)).await?;
+        let users = offset_pages(
+            self.instance(),
+            PAGE_SIZE,
+            |u: &User| &u.id,
+            |offset, limit| self.page(offset, limit),
+        )
+        .await?;
         // An account may be named by its uuid or by its identifier: list it under both.
-        let listed = users.into_iter().flat_map(|user| {
-            let account = ObservedAccount::new(Status::new(user.status));
-            let by_identifier = user
-                .identifier
-                .map(|identifier| (identifier, account.clone()));
-            std::iter::once((user.id, account)).chain(by_identifier)
-        });
-        Ok(Observation::of_listed(accounts, listed))
+        Ok(Observation::of_listed(accounts, listed(users)))
     }
 
     async fn set_status(

@@ -7,8 +7,9 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    api_error, offset_pages, Connect, ConnectError, KindSpec, Observation, ObservedAccount,
-    Provider, ProviderError, Refusal, RefusalScope, Setting, WriteAccess, WriteOutcome,
+    already_note, api_error, offset_pages, Connect, ConnectError, KindSpec, Listed, Observation,
+    ObservedAccount, Provider, ProviderError, Refusal, RefusalScope, Setting, WriteAccess,
+    WriteOutcome,
 };
 use crate::plan::Change;
 use crate::status::Status;
@@ -97,7 +98,7 @@ impl Zitadel {
         self.http.instance()
     }
 
-    async fn page(&self, offset: usize, limit: usize) -> Result<(Vec<User>, usize), ProviderError> {
+    async fn page(&self, offset: usize, limit: usize) -> Result<(Vec<User>, u64), ProviderError> {
         let request = ApiRequest::new(Method::POST, &[USERS, &["_search"]].concat())
             .query("query.offset", offset)
             .query("query.limit", limit)
@@ -106,17 +107,7 @@ impl Zitadel {
         if !response.is_success() {
             return Err(self.error(&response, "users"));
         }
-        let page: SearchResponse = response.json(self.instance())?;
-        let total = page.details.total_result.parse::<usize>().map_err(|_| {
-            ProviderError::InvalidResponse {
-                instance: self.instance().to_string(),
-                detail: format!(
-                    "details.totalResult is not a number: {:?}",
-                    page.details.total_result
-                ),
-            }
-        })?;
-        Ok((page.result, total))
+        parse_page(self.instance(), &response.body)
     }
 
     async fn read_one(&self, id: &str) -> Result<User, ProviderError> {
@@ -136,6 +127,28 @@ impl Zitadel {
                 .map(|b| b.message)
         })
     }
+}
+
+/// Parses one search page: its users and `details.totalResult` (a string of digits).
+fn parse_page(instance: &str, body: &[u8]) -> Result<(Vec<User>, u64), ProviderError> {
+    let invalid = |detail: String| ProviderError::InvalidResponse {
+        instance: instance.to_string(),
+        detail,
+    };
+    let page: SearchResponse =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("search page: {e}")))?;
+    let total = page.details.total_result.trim();
+    let total = total.parse::<u64>().map_err(|_| {
+        invalid(format!(
+            "details.totalResult is not a whole number of users: {:?}",
+            page.details
+                .total_result
+                .chars()
+                .take(40)
+                .collect::<String>()
+        ))
+    })?;
+    Ok((page.result, total))
 }
 
 /// Maps a ZITADEL state to a status; anything but active/inactive is shown as it is
@@ -169,11 +182,17 @@ fn observed(state: &str) -> ObservedAccount {
 #[async_trait]
 impl Provider for Zitadel {
     async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
-        let users = offset_pages(PAGE_SIZE, |offset, limit| self.page(offset, limit)).await?;
-        let listed = users.into_iter().map(|user| {
-            let account = observed(&user.state);
-            (user.id, account)
-        });
+        let users = offset_pages(
+            self.instance(),
+            PAGE_SIZE,
+            |u: &User| &u.id,
+            |offset, limit| self.page(offset, limit),
+        )
+        .await?;
+        let listed = users
+            .into_iter()
+            .enumerate()
+            .map(|(record, user)| Listed::by_id(record, user.id, observed(&user.state)));
         Ok(Observation::of_listed(accounts, listed))
     }
 
@@ -204,9 +223,10 @@ impl Provider for Zitadel {
             if now.status == change.to {
                 return Ok(WriteOutcome::AlreadyConverged {
                     http_status,
-                    note: format!(
-                        "already {} when the write landed (changed by someone else since the read)",
-                        change.to
+                    note: already_note(
+                        &change.to,
+                        response.earlier_attempt_unanswered,
+                        "when the write landed (changed by someone else since the read)",
                     ),
                 });
             }
