@@ -202,11 +202,12 @@ impl TokenSource {
 /// before, or halfway for a short-lived one, with the lifetime clamped to
 /// [`MAX_TOKEN_LIFETIME`]. Never panics, whatever the provider sent.
 fn renew_at(now: SystemTime, expires_on: u64) -> SystemTime {
-    let lifetime = UNIX_EPOCH
-        .checked_add(Duration::from_secs(expires_on))
-        .and_then(|expiry| expiry.duration_since(now).ok())
-        .unwrap_or(Duration::ZERO)
-        .min(MAX_TOKEN_LIFETIME);
+    let lifetime = match UNIX_EPOCH.checked_add(Duration::from_secs(expires_on)) {
+        Some(expiry) => expiry.duration_since(now).unwrap_or(Duration::ZERO),
+        // Beyond what the clock can hold: as far in the future as anything.
+        None => MAX_TOKEN_LIFETIME,
+    }
+    .min(MAX_TOKEN_LIFETIME);
     let usable = lifetime.saturating_sub(REFRESH_MARGIN.min(lifetime / 2));
     now.checked_add(usable).unwrap_or(now)
 }
@@ -280,6 +281,16 @@ fn observed(user: &User) -> ObservedAccount {
     }
 }
 
+/// Parses a batch read: the users found (unknown ids are simply absent).
+fn parse_batch(instance: &str, body: &[u8]) -> Result<Vec<User>, ProviderError> {
+    let batch: Batch =
+        serde_json::from_slice(body).map_err(|e| ProviderError::InvalidResponse {
+            instance: instance.to_string(),
+            detail: format!("batch read: {e}"),
+        })?;
+    Ok(batch.items)
+}
+
 impl Acronis {
     fn instance(&self) -> &str {
         self.http.instance()
@@ -301,7 +312,7 @@ impl Acronis {
         if !response.is_success() {
             return Err(self.error(&response, "users"));
         }
-        Ok(response.json::<Batch>(self.instance())?.items)
+        parse_batch(self.instance(), &response.body)
     }
 
     async fn read_one(&self, id: &str) -> Result<User, ProviderError> {
@@ -407,5 +418,68 @@ impl Provider for Acronis {
         } else {
             Err(self.error(&retry, &change.account_id))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::hostile;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: hostile::CASES, ..Default::default() })]
+        /// Mutated and hostile pages never panic; what cannot be used is a clear error.
+        #[test]
+        fn hostile_pages_never_panic(page in hostile::page(serde_json::json!({"items": [
+            {"id": "a", "enabled": true, "activated": true, "version": 3},
+            {"id": "b", "enabled": false, "activated": false, "version": 4294967295u64}]}))) {
+            let body = serde_json::to_vec(&page).unwrap();
+            match parse_batch("x", &body) {
+                Ok(users) => {
+                    let listed = users.iter().enumerate().map(|(i, u)| Listed::by_id(i, u.id.clone(), observed(u)));
+                    let _ = Observation::of_listed(&["a".to_string()], listed);
+                }
+                Err(e) => hostile::assert_clear(&e),
+            }
+        }
+
+        /// Arbitrary bytes are an error too, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let body: Vec<u8> = body;
+            match parse_batch("x", &body) {
+                Ok(users) => {
+                    let listed = users.iter().enumerate().map(|(i, u)| Listed::by_id(i, u.id.clone(), observed(u)));
+                    let _ = Observation::of_listed(&["a".to_string()], listed);
+                }
+                Err(e) => hostile::assert_clear(&e),
+            }
+        }
+    }
+
+    #[test]
+    fn an_absurd_expiry_is_clamped_and_never_panics() {
+        let now = SystemTime::now();
+        for expires_on in [u64::MAX, u64::MAX / 2, i64::MAX as u64] {
+            let at = renew_at(now, expires_on);
+            assert_eq!(
+                at.duration_since(now).unwrap(),
+                MAX_TOKEN_LIFETIME - REFRESH_MARGIN
+            );
+        }
+        assert_eq!(renew_at(now, 0), now);
+        let two_hours = now.duration_since(UNIX_EPOCH).unwrap().as_secs() + 7200;
+        let at = renew_at(now, two_hours).duration_since(now).unwrap();
+        assert!(
+            at <= Duration::from_secs(6900) && at >= Duration::from_secs(6890),
+            "{at:?}"
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let body = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        let error = parse_batch("x", body.as_bytes()).err().unwrap();
+        hostile::assert_clear(&error);
     }
 }

@@ -168,3 +168,41 @@ impl Provider for Atlan {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::hostile;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: hostile::CASES, ..Default::default() })]
+        /// Mutated and hostile pages never panic; what cannot be used is a clear error.
+        #[test]
+        fn hostile_pages_never_panic(page in hostile::page(serde_json::json!({"totalRecord": 2, "filterRecord": 2, "records": [
+            {"id": "a", "username": "a", "enabled": true, "workspaceRole": "$admin"},
+            {"id": "b", "username": "b", "enabled": null, "workspaceRole": "$member"}]}))) {
+            let body = serde_json::to_vec(&page).unwrap();
+            match parse_page("x", &body) {
+                Ok((users, _total)) => { for user in &users { let _ = observed(user); } }
+                Err(e) => hostile::assert_clear(&e),
+            }
+        }
+
+        /// Arbitrary bytes are an error too, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let body: Vec<u8> = body;
+            match parse_page("x", &body) {
+                Ok((users, _total)) => { for user in &users { let _ = observed(user); } }
+                Err(e) => hostile::assert_clear(&e),
+            }
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let body = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        let error = parse_page("x", body.as_bytes()).err().unwrap();
+        hostile::assert_clear(&error);
+    }
+}

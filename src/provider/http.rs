@@ -944,4 +944,169 @@ mod tests {
             assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
         }
     }
+
+    fn filtered(input: &[u8], chunk: usize) -> Vec<u8> {
+        let mut filter = SkipStringFields::new(&["avatar_base64"]);
+        let mut out = Vec::new();
+        for piece in input.chunks(chunk.max(1)) {
+            filter.feed(piece, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn skipped_fields_arrive_empty_whatever_the_chunking() {
+        let input = br#"{"data":[{"id":"a","avatar_base64":"data:image/png;base64,QUJD\"x\\y","note":"avatar_base64"},{"avatar_base64" : null,"id":"b"},{"id":"c","avatar_base64":  "Zm9v"}],"next_cursor":null}"#;
+        let expected = br#"{"data":[{"id":"a","avatar_base64":"","note":"avatar_base64"},{"avatar_base64" : null,"id":"b"},{"id":"c","avatar_base64":  ""}],"next_cursor":null}"#;
+        for chunk in [1, 2, 3, 7, 64, input.len()] {
+            assert_eq!(
+                String::from_utf8_lossy(&filtered(input, chunk)),
+                String::from_utf8_lossy(expected),
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_that_only_starts_like_a_skipped_one_is_kept() {
+        let input = br#"{"avatar_base64_url":"keep","x_avatar_base64":"keep","s":"\"avatar_base64\":\"keep\""}"#;
+        assert_eq!(filtered(input, 5), input.to_vec());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+        /// For any JSON with avatars anywhere, the filtered bytes parse to the same value
+        /// with every avatar string emptied, however the bytes are cut into chunks.
+        #[test]
+        fn filter_equals_parse_then_empty(value in json_value(), chunk in 1usize..40) {
+            let input = serde_json::to_vec(&value).unwrap();
+            let out: serde_json::Value = serde_json::from_slice(&filtered(&input, chunk)).unwrap();
+            proptest::prop_assert_eq!(out, emptied(value));
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "[a-z\"\\\\:{}, é]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::vec(
+                    (
+                        prop_oneof![Just("avatar_base64".to_string()), "[a-z_\"]{0,14}"],
+                        inner
+                    ),
+                    0..6
+                )
+                .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn emptied(value: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::Array(items) => Value::Array(items.into_iter().map(emptied).collect()),
+            Value::Object(map) => Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| match v {
+                        Value::String(_) if k == "avatar_base64" => {
+                            (k, Value::String(String::new()))
+                        }
+                        other => (k, emptied(other)),
+                    })
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+
+    fn quick_client(base: &str, rps: Option<f64>) -> HttpClient {
+        HttpClient::new(HttpConfig {
+            instance: "test".into(),
+            base_url: Url::parse(base).unwrap(),
+            timeout: Duration::from_secs(5),
+            max_concurrency: 1,
+            requests_per_second: rps,
+            credentials: Arc::new(BearerToken(Secret::new("t"))),
+            headers: HeaderMap::new(),
+            query: vec![],
+            retry: RetryPolicy {
+                max_retries: 2,
+                base_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(5),
+                max_retry_after: Duration::from_millis(5),
+            },
+            observer: Arc::new(NoObserver),
+            ca_file: None,
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_says_so_and_is_retried() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let c = quick_client(&format!("http://127.0.0.1:{port}"), None);
+        let error = c.read(ApiRequest::get(&["users"])).await.err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            format!("test: GET /users: gave up after 3 attempts: connection refused by 127.0.0.1:{port}")
+        );
+    }
+
+    async fn serve(router: axum::Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        base
+    }
+
+    #[tokio::test]
+    async fn an_endless_body_stops_at_the_limit_and_a_announced_one_at_once() {
+        use axum::routing::get;
+        fn endless() -> axum::body::Body {
+            let chunk = Bytes::from(vec![b' '; 1 << 20]);
+            let stream =
+                futures::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+            axum::body::Body::from_stream(stream)
+        }
+        let announced = || {
+            axum::http::Response::builder()
+                .header("content-length", (MAX_BODY_BYTES + 1).to_string())
+                .body(endless())
+                .unwrap()
+        };
+        let base = serve(
+            axum::Router::new()
+                .route("/endless", get(move || async move { endless() }))
+                .route("/announced", get(move || async move { announced() })),
+        )
+        .await;
+        let c = quick_client(&base, None);
+        for path in ["endless", "announced"] {
+            let error = c.read(ApiRequest::get(&[path])).await.err().unwrap();
+            assert_eq!(
+                error.to_string(),
+                format!("test: GET /{path}: the answer is larger than {MAX_BODY_BYTES} bytes, the most Roster reads from one response")
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_absurd_request_rate_never_panics() {
+        use axum::routing::get;
+        let base = serve(axum::Router::new().route("/users", get(|| async { "[]" }))).await;
+        let c = quick_client(&base, Some(f64::MIN_POSITIVE));
+        let response = c.read(ApiRequest::get(&["users"])).await.unwrap();
+        assert!(response.is_success());
+        assert!(!response.earlier_attempt_unanswered);
+    }
 }

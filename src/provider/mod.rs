@@ -557,3 +557,261 @@ pub(crate) fn api_error(
         message: message(&response.body).unwrap_or_else(|| response.text_snippet()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A list of `len` users named `u0`, `u1`... served in pages, with the total `total`
+    /// reported on every page (or `total_at(offset)` when given), counting fetches.
+    struct FakeList {
+        len: usize,
+        total: fn(usize) -> u64,
+        fetches: AtomicUsize,
+    }
+
+    impl FakeList {
+        fn new(len: usize, total: fn(usize) -> u64) -> Self {
+            FakeList {
+                len,
+                total,
+                fetches: AtomicUsize::new(0),
+            }
+        }
+
+        async fn page(
+            &self,
+            offset: usize,
+            limit: usize,
+        ) -> Result<(Vec<String>, u64), ProviderError> {
+            self.fetches.fetch_add(1, Ordering::Relaxed);
+            let end = offset.saturating_add(limit).min(self.len);
+            let items = (offset.min(end)..end).map(|i| format!("u{i}")).collect();
+            Ok((items, (self.total)(offset)))
+        }
+    }
+
+    fn id(s: &String) -> &str {
+        s
+    }
+
+    async fn read(list: &FakeList, limit: usize) -> Result<Vec<String>, ProviderError> {
+        offset_pages("x", limit, id, |offset, limit| list.page(offset, limit)).await
+    }
+
+    #[tokio::test]
+    async fn honest_totals_read_every_page_once() {
+        let list = FakeList::new(250, |_| 250);
+        let items = read(&list, 100).await.unwrap();
+        assert_eq!(items.len(), 250);
+        assert_eq!(list.fetches.load(Ordering::Relaxed), 3);
+        let exact = FakeList::new(200, |_| 200);
+        assert_eq!(read(&exact, 100).await.unwrap().len(), 200);
+        assert_eq!(exact.fetches.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn a_huge_total_is_refused_before_reading_more() {
+        let list = FakeList::new(100, |_| u64::MAX);
+        let error = read(&list, 100).await.unwrap_err().to_string();
+        assert!(error.contains("18446744073709551615 users"), "{error}");
+        assert!(error.contains("at most 10000 pages"), "{error}");
+        assert_eq!(list.fetches.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn an_inflated_total_ends_at_the_short_page_with_few_extra_reads() {
+        // 150 users, but the total claims 900,000: the list ends at the short page.
+        let list = FakeList::new(150, |_| 900_000);
+        let items = read(&list, 100).await.unwrap();
+        assert_eq!(items.len(), 150);
+        assert!(list.fetches.load(Ordering::Relaxed) <= 2 + 2 * PAGE_CONCURRENCY);
+    }
+
+    #[tokio::test]
+    async fn a_growing_total_is_an_instance_error() {
+        let list = FakeList::new(1000, |offset| 300 + offset as u64);
+        let error = read(&list, 100).await.unwrap_err().to_string();
+        assert!(error.contains("total grew from 300"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_page_that_ignores_the_offset_is_an_instance_error() {
+        let fetch = |_offset: usize, _limit: usize| async {
+            Ok::<_, ProviderError>((vec!["a".to_string(), "b".to_string()], 10))
+        };
+        let error = offset_pages("x", 2, id, fetch)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("repeats the page at offset 0"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn records_after_a_short_page_are_an_instance_error() {
+        let fetch = |offset: usize, _limit: usize| async move {
+            let items = match offset {
+                0 => vec!["a".to_string(), "b".to_string()],
+                2 => vec!["c".to_string()],
+                _ => vec![format!("z{offset}"), format!("y{offset}")],
+            };
+            Ok::<_, ProviderError>((items, 6))
+        };
+        let error = offset_pages("x", 2, id, fetch)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("page at offset 2 was short"), "{error}");
+    }
+
+    fn account(status: &str) -> ObservedAccount {
+        ObservedAccount::new(Status::new(status))
+    }
+
+    #[test]
+    fn one_id_on_two_records_is_a_failed_entry_whatever_the_statuses() {
+        for (first, second) in [("active", "inactive"), ("inactive", "inactive")] {
+            let listed = vec![
+                Listed::by_id(0, "a".into(), account(first)),
+                Listed::by_id(1, "b".into(), account("active")),
+                Listed::by_id(2, "a".into(), account(second)),
+            ];
+            let wanted = vec!["a".to_string(), "b".to_string()];
+            let observation = Observation::of_listed(&wanted, listed);
+            let Some(AccountObservation::Failed(message)) = observation.accounts.get("a") else {
+                panic!(
+                    "expected a failed entry: {:?}",
+                    observation.accounts.get("a")
+                );
+            };
+            assert!(
+                message.starts_with("ambiguous: the provider lists \"a\" as the id of user a"),
+                "{message}"
+            );
+            assert!(
+                message.contains(&format!("({first})")) && message.contains(&format!("({second})")),
+                "{message}"
+            );
+            assert_eq!(
+                observation.accounts.get("b"),
+                Some(&AccountObservation::Found(account("active")))
+            );
+        }
+    }
+
+    #[test]
+    fn unwanted_duplicates_are_ignored_and_one_record_under_one_key_twice_is_found() {
+        let listed = vec![
+            Listed::by_id(0, "x".into(), account("active")),
+            Listed::by_id(1, "x".into(), account("inactive")),
+            Listed::by_id(2, "a".into(), account("active")),
+            Listed {
+                key: "a".into(),
+                record: 2,
+                label: "user a".into(),
+                field: "identifier",
+                account: account("active"),
+            },
+        ];
+        let observation = Observation::of_listed(&["a".to_string()], listed);
+        assert_eq!(observation.accounts.len(), 1);
+        assert_eq!(
+            observation.accounts.get("a"),
+            Some(&AccountObservation::Found(account("active")))
+        );
+    }
+
+    #[test]
+    fn the_lost_reply_note_does_not_blame_someone_else() {
+        let lost = already_note(&Status::inactive(), true, "(changed by someone else)");
+        assert!(
+            lost.contains("an earlier attempt of this same call"),
+            "{lost}"
+        );
+        assert!(!lost.contains("someone else"), "{lost}");
+        let raced = already_note(&Status::inactive(), false, "(changed by someone else)");
+        assert_eq!(raced, "already inactive (changed by someone else)");
+    }
+}
+
+/// Hostile list pages for the adapters' property tests: a valid page template whose
+/// fields are dropped, replaced by huge, negative, fractional or stringly numbers, wrong
+/// types or deep nesting, and whose arrays have records duplicated.
+#[cfg(test)]
+pub(crate) mod hostile {
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    /// Cases per adapter; each runs in well under a second in a debug build.
+    pub const CASES: u32 = 400;
+
+    fn deep(depth: usize) -> Value {
+        (0..depth).fold(json!(1), |inner, _| json!([inner]))
+    }
+
+    fn leaf() -> BoxedStrategy<Value> {
+        prop_oneof![
+            Just(json!(u64::MAX)),
+            Just(json!(i64::MIN)),
+            Just(json!(-1)),
+            Just(json!(1e308)),
+            Just(json!(2.5)),
+            Just(json!("18446744073709551616000")),
+            Just(json!("-5")),
+            Just(json!("")),
+            Just(json!("7")),
+            Just(Value::Null),
+            Just(json!(true)),
+            Just(json!([])),
+            Just(json!({})),
+            Just(deep(40)),
+            Just(json!("x".repeat(5000))),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(|n| Value::String(n.to_string())),
+        ]
+        .boxed()
+    }
+
+    /// Mutations of `template`, kept valid often enough that the happy path runs too.
+    pub fn page(template: Value) -> BoxedStrategy<Value> {
+        let structured = match template {
+            Value::Object(map) => {
+                let fields: Vec<BoxedStrategy<Option<(String, Value)>>> = map
+                    .into_iter()
+                    .map(|(key, value)| {
+                        prop_oneof![
+                            12 => page(value).prop_map(move |v| Some((key.clone(), v))),
+                            1 => Just(None),
+                        ]
+                        .boxed()
+                    })
+                    .collect();
+                fields
+                    .prop_map(|fields| Value::Object(fields.into_iter().flatten().collect()))
+                    .boxed()
+            }
+            Value::Array(items) => {
+                let items: Vec<BoxedStrategy<Value>> = items.into_iter().map(page).collect();
+                (items, any::<bool>())
+                    .prop_map(|(mut items, duplicate)| {
+                        if duplicate {
+                            items.extend(items.clone());
+                        }
+                        Value::Array(items)
+                    })
+                    .boxed()
+            }
+            other => Just(other).boxed(),
+        };
+        prop_oneof![8 => structured, 1 => leaf()].boxed()
+    }
+
+    /// Checks what every adapter promises about a page it could not parse: an error
+    /// that names the instance, never a panic.
+    pub fn assert_clear(error: &super::ProviderError) {
+        let message = error.to_string();
+        assert!(message.starts_with("x: "), "{message}");
+        assert!(message.len() > 10, "{message}");
+    }
+}

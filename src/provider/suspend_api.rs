@@ -230,3 +230,46 @@ impl Provider for SuspendApi {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::hostile;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: hostile::CASES, ..Default::default() })]
+        /// Mutated and hostile pages never panic; what cannot be used is a clear error.
+        #[test]
+        fn hostile_pages_never_panic(page in hostile::page(serde_json::json!({"data": [
+            {"id": "a", "active": true, "is_owner": false, "avatar_base64": "data:image/png;base64,QUJD"},
+            {"id": "b", "active": false, "is_owner": true, "avatar_base64": null}],
+            "next_cursor": "c2"}))) {
+            let body = serde_json::to_vec(&page).unwrap();
+            match parse_page("x", &body) {
+                Ok((users, _next)) => {
+                    let _ = Observation::of_listed(&["a".to_string()], listed(users));
+                }
+                Err(e) => hostile::assert_clear(&e),
+            }
+        }
+
+        /// Arbitrary bytes are an error too, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let body: Vec<u8> = body;
+            match parse_page("x", &body) {
+                Ok((users, _next)) => {
+                    let _ = Observation::of_listed(&["a".to_string()], listed(users));
+                }
+                Err(e) => hostile::assert_clear(&e),
+            }
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let body = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        let error = parse_page("x", body.as_bytes()).err().unwrap();
+        hostile::assert_clear(&error);
+    }
+}

@@ -234,3 +234,41 @@ impl Provider for Zitadel {
         Err(self.error(&response, &change.account_id))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::hostile;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: hostile::CASES, ..Default::default() })]
+        /// Mutated and hostile pages never panic; what cannot be used is a clear error.
+        #[test]
+        fn hostile_pages_never_panic(page in hostile::page(serde_json::json!({"details": {"totalResult": "2", "appliedLimit": "100"}, "result": [
+            {"id": "1", "state": "USER_STATE_ACTIVE", "username": "x"},
+            {"id": "2", "state": "USER_STATE_LOCKED"}]}))) {
+            let body = serde_json::to_vec(&page).unwrap();
+            match parse_page("x", &body) {
+                Ok((users, _total)) => { for user in &users { let _ = observed(&user.state); } }
+                Err(e) => hostile::assert_clear(&e),
+            }
+        }
+
+        /// Arbitrary bytes are an error too, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let body: Vec<u8> = body;
+            match parse_page("x", &body) {
+                Ok((users, _total)) => { for user in &users { let _ = observed(&user.state); } }
+                Err(e) => hostile::assert_clear(&e),
+            }
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let body = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        let error = parse_page("x", body.as_bytes()).err().unwrap();
+        hostile::assert_clear(&error);
+    }
+}
