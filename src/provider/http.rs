@@ -790,21 +790,25 @@ impl Transport {
         let mut io_kind = None;
         let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
         while let Some(current) = next {
-            if let Some(tls) = current.downcast_ref::<rustls::Error>() {
-                return Transport::Tls(TlsProblem::of(tls));
-            }
-            if let Some(io) = current.downcast_ref::<std::io::Error>() {
-                // io::Error's source() skips the error it wraps; look at it directly.
-                if let Some(tls) = io
-                    .get_ref()
-                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                {
+            // io::Error's source() skips the error it wraps (and hyper nests io::Errors
+            // in io::Errors), so unwrap those by hand.
+            let mut inner = Some(current);
+            while let Some(error) = inner {
+                if let Some(tls) = error.downcast_ref::<rustls::Error>() {
                     return Transport::Tls(TlsProblem::of(tls));
                 }
-                io_kind.get_or_insert(io.kind());
+                let Some(io) = error.downcast_ref::<std::io::Error>() else {
+                    break;
+                };
+                if io.kind() != std::io::ErrorKind::Other || io_kind.is_none() {
+                    io_kind = Some(io.kind());
+                }
                 if dns.is_some() {
                     dns = Some(io.to_string());
                 }
+                inner = io
+                    .get_ref()
+                    .map(|e| e as &(dyn std::error::Error + 'static));
             }
             if current.to_string().starts_with("dns error") {
                 dns = Some(
