@@ -166,8 +166,8 @@ fn ambiguity(key: &str, entries: &[Listed]) -> String {
         String::new()
     };
     format!(
-        "ambiguous: the provider lists {key:?} as {}{more}; Roster will not pick one or change it until the provider's data is fixed",
-        shown.join(" and as ")
+        "ambiguous: {key:?} is {}{more} at the provider; Roster will not pick one or change it until the provider's data is fixed",
+        shown.join(" and ")
     )
 }
 
@@ -686,7 +686,7 @@ mod tests {
                 );
             };
             assert!(
-                message.starts_with("ambiguous: the provider lists \"a\" as the id of user a"),
+                message.starts_with("ambiguous: \"a\" is the id of user a ("),
                 "{message}"
             );
             assert!(

@@ -114,10 +114,7 @@ fn parse_page(instance: &str, body: &[u8]) -> Result<(Vec<User>, u64), ProviderE
 fn listed(users: Vec<User>) -> impl Iterator<Item = Listed> {
     users.into_iter().enumerate().flat_map(|(record, user)| {
         let account = ObservedAccount::new(Status::new(user.status));
-        let label = match &user.identifier {
-            Some(identifier) => format!("user {} (identifier {identifier})", user.id),
-            None => format!("user {}", user.id),
-        };
+        let label = format!("user {}", user.id);
         let by_identifier = user.identifier.map(|identifier| Listed {
             key: identifier,
             record,
