@@ -7,7 +7,7 @@
 use roster::provider::http::{
     ApiRequest, BearerToken, HttpClient, HttpConfig, NoObserver, RetryPolicy,
 };
-use roster::provider::{AccountObservation, Provider};
+use roster::provider::AccountObservation;
 use roster::secret::Secret;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
