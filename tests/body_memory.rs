@@ -108,7 +108,8 @@ async fn a_page_of_avatars_is_never_held_whole() {
         matches!(observation.accounts.get("user-3"), Some(AccountObservation::Found(a)) if !a.status.is_active())
     );
 
-    // The same page read whole, as before the filter: for comparison only.
+    // The same page read whole and then parsed with the avatars ignored by serde, as the
+    // adapter did before the streaming filter: for comparison only.
     let client = HttpClient::new(HttpConfig {
         instance: "portal".into(),
         base_url: url::Url::parse(&format!("http://{addr}")).unwrap(),
@@ -128,9 +129,21 @@ async fn a_page_of_avatars_is_never_held_whole() {
             .read(ApiRequest::get(&["v1", "users"]))
             .await
             .unwrap();
-        serde_json::from_slice::<serde_json::Value>(&response.body).unwrap()["data"]
-            .as_array()
-            .map(Vec::len)
+        #[derive(serde::Deserialize)]
+        struct User {
+            #[allow(dead_code)]
+            id: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct Page {
+            data: Vec<User>,
+        }
+        Some(
+            serde_json::from_slice::<Page>(&response.body)
+                .unwrap()
+                .data
+                .len(),
+        )
     })
     .await;
     assert_eq!(whole, Some(USERS));
