@@ -1113,4 +1113,37 @@ mod tests {
         assert!(response.is_success());
         assert!(!response.earlier_attempt_unanswered);
     }
+
+    /// A resolver that fails like getaddrinfo does for a name that does not exist. The
+    /// machine's resolver would ask a network server about `.invalid`, so the failure is
+    /// made here, and the rest of the chain (hyper's "dns error") is the real one.
+    struct NoSuchName;
+
+    impl reqwest::dns::Resolve for NoSuchName {
+        fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+            Box::pin(async {
+                let error = std::io::Error::new(
+                    std::io::ErrorKind::Other,
+                    "failed to lookup address information: Name or service not known",
+                );
+                Err(Box::new(error) as Box<dyn std::error::Error + Send + Sync>)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dns_failure_is_named_with_its_host() {
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(NoSuchName))
+            .build()
+            .unwrap();
+        let url = Url::parse("https://portal.roster.invalid/v1/users").unwrap();
+        let error = client.get(url.clone()).send().await.unwrap_err();
+        let transport = Transport::of(&error);
+        assert!(!transport.may_have_arrived());
+        assert_eq!(
+            transport.describe(&url, Duration::from_secs(30)),
+            "DNS lookup of portal.roster.invalid failed: failed to lookup address information: Name or service not known"
+        );
+    }
 }
