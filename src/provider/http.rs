@@ -1122,8 +1122,7 @@ mod tests {
     impl reqwest::dns::Resolve for NoSuchName {
         fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
             Box::pin(async {
-                let error = std::io::Error::new(
-                    std::io::ErrorKind::Other,
+                let error = std::io::Error::other(
                     "failed to lookup address information: Name or service not known",
                 );
                 Err(Box::new(error) as Box<dyn std::error::Error + Send + Sync>)
