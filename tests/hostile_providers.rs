@@ -276,3 +276,84 @@ async fn an_absurd_atlan_total_is_an_error_after_one_request() {
     );
     assert_eq!(seen.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn an_acronis_write_whose_answer_was_lost_is_reported_as_ours_and_an_absurd_expiry_is_harmless(
+) {
+    let puts = Arc::new(Mutex::new(0));
+    let count = puts.clone();
+    let (port, seen) = serve(move |method, target| {
+        let path = target.split('?').next().unwrap_or("");
+        let applied = *count.lock().unwrap() > 0;
+        match (method, path) {
+            ("POST", "/api/2/idp/token") => Reply::Json(
+                200,
+                r#"{"access_token":"tok","token_type":"bearer","expires_on":18446744073709551615}"#
+                    .into(),
+            ),
+            ("GET", "/api/2/users") => Reply::Json(
+                200,
+                r#"{"items":[{"id":"a1","enabled":true,"activated":true,"version":1}]}"#.into(),
+            ),
+            ("PUT", "/api/2/users/a1") => {
+                let mut n = count.lock().unwrap();
+                *n += 1;
+                if *n == 1 {
+                    Reply::Drop
+                } else {
+                    Reply::Json(409, r#"{"error":{"message":"version conflict"}}"#.into())
+                }
+            }
+            ("GET", "/api/2/users/a1") => Reply::Json(
+                200,
+                format!(
+                    r#"{{"id":"a1","enabled":{},"activated":true,"version":{}}}"#,
+                    !applied,
+                    if applied { 2 } else { 1 }
+                ),
+            ),
+            _ => Reply::Json(404, r#"{"message":"not found"}"#.into()),
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("desired-state");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("providers.yaml"),
+        format!("providers:\n  provider:\n    kind: acronis\n    base_url: http://127.0.0.1:{port}\n    auth: {{ client_id_env: CID, client_secret_env: CSECRET }}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("people.yaml"),
+        "users:\n  - name: ann\n    status: inactive\n    accounts:\n      provider: a1\n",
+    )
+    .unwrap();
+    let env = BTreeMap::from([
+        ("CID".to_string(), "client".to_string()),
+        ("CSECRET".to_string(), "s3cret".to_string()),
+    ]);
+    let run = common::run_roster(
+        dir.path(),
+        &["apply", "desired-state", "--audit-log", "audit.jsonl"],
+        &env,
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(audit.trim()).unwrap();
+    assert_eq!(line["outcome"], "already_converged", "{audit}");
+    let everything = format!("{}{}{audit}", run.stdout, run.stderr);
+    assert!(
+        everything.contains("an earlier attempt of this same call lost its answer"),
+        "{everything}"
+    );
+    assert_eq!(*puts.lock().unwrap(), 2);
+    let tokens = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.contains("idp/token"))
+        .count();
+    assert_eq!(tokens, 1, "one token for the whole pass");
+}
