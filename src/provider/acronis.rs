@@ -122,15 +122,16 @@ impl TokenSource {
                 Err(TokenAttempt::Retry { wait, reason }) => (wait, reason),
             };
             if attempt >= policy.max_retries {
-                return Err(
-                    self.error(format!("{reason} (gave up after {} attempts)", attempt + 1))
-                );
+                return Err(self.error(format!(
+                    "{reason} (gave up after {} attempts)",
+                    attempt.saturating_add(1)
+                )));
             }
             let wait = wait
                 .map(|d| d.min(policy.max_retry_after))
                 .unwrap_or_else(|| policy.backoff(attempt));
             attempt += 1;
-            tracing::debug!(instance = %self.instance, attempt, delay_ms = wait.as_millis() as u64, %reason, "retrying the token request");
+            tracing::debug!(instance = %self.instance, attempt, delay_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), %reason, "retrying the token request");
             tokio::time::sleep(wait).await;
         }
     }

@@ -250,7 +250,7 @@ pub enum ProviderError {
     },
     #[error("{instance}: response is missing or has an invalid field: {detail}")]
     InvalidResponse { instance: String, detail: String },
-    #[error("{instance}: the list of users cannot be trusted, so nothing was read: {detail}")]
+    #[error("{instance}: the user list cannot be trusted, so this pass uses none of it: {detail}")]
     Listing { instance: String, detail: String },
     #[error(transparent)]
     Http(#[from] HttpError),
