@@ -723,7 +723,11 @@ pub(crate) enum Transport {
     Dns(String),
     Refused,
     Tls(TlsProblem),
-    Timeout,
+    /// No answer in time; `connecting` when the connection itself was not made, so the
+    /// request never went out.
+    Timeout {
+        connecting: bool,
+    },
     /// Another failure before the request was sent.
     Connect(String),
     /// The connection broke after the request went out, or while the answer streamed in.
@@ -824,7 +828,9 @@ impl Transport {
             return Transport::Dns(detail);
         }
         if error.is_timeout() || io_kind == Some(std::io::ErrorKind::TimedOut) {
-            return Transport::Timeout;
+            return Transport::Timeout {
+                connecting: error.is_connect(),
+            };
         }
         if io_kind == Some(std::io::ErrorKind::ConnectionRefused) {
             return Transport::Refused;
@@ -840,7 +846,10 @@ impl Transport {
     /// Whether the request may have reached the server (and been applied) before the
     /// failure: not for failures while connecting.
     fn may_have_arrived(&self) -> bool {
-        matches!(self, Transport::Timeout | Transport::Dropped)
+        matches!(
+            self,
+            Transport::Timeout { connecting: false } | Transport::Dropped
+        )
     }
 
     /// The cause in a few words, without host or timeout.
@@ -849,7 +858,7 @@ impl Transport {
             Transport::Dns(detail) => format!("DNS lookup failed: {detail}"),
             Transport::Refused => "connection refused".into(),
             Transport::Tls(problem) => problem.describe(),
-            Transport::Timeout => "timed out".into(),
+            Transport::Timeout { .. } => "timed out".into(),
             Transport::Connect(detail) => format!("cannot connect: {detail}"),
             Transport::Dropped => "connection dropped before the whole answer arrived".into(),
         }
@@ -862,7 +871,11 @@ impl Transport {
             Transport::Dns(detail) => format!("DNS lookup of {host} failed: {detail}"),
             Transport::Refused => format!("connection refused by {host}:{port}"),
             Transport::Tls(problem) => problem.describe(),
-            Transport::Timeout => {
+            Transport::Timeout { connecting: true } => format!(
+                "timed out after {} connecting to {host}:{port}",
+                humantime::format_duration(timeout)
+            ),
+            Transport::Timeout { connecting: false } => {
                 format!("timed out after {}", humantime::format_duration(timeout))
             }
             Transport::Connect(detail) => format!("cannot connect to {host}:{port}: {detail}"),
@@ -1032,10 +1045,14 @@ mod tests {
     }
 
     fn quick_client(base: &str, rps: Option<f64>) -> HttpClient {
+        quick_client_with_timeout(base, rps, Duration::from_secs(5))
+    }
+
+    fn quick_client_with_timeout(base: &str, rps: Option<f64>, timeout: Duration) -> HttpClient {
         HttpClient::new(HttpConfig {
             instance: "test".into(),
             base_url: Url::parse(base).unwrap(),
-            timeout: Duration::from_secs(5),
+            timeout,
             max_concurrency: 1,
             requests_per_second: rps,
             credentials: Arc::new(BearerToken(Secret::new("t"))),
@@ -1144,5 +1161,36 @@ mod tests {
             transport.describe(&url, Duration::from_secs(30)),
             "DNS lookup of portal.roster.invalid failed: failed to lookup address information: Name or service not known"
         );
+    }
+
+    /// Reads and writes share one send path; a read shows the flag a write would carry.
+    #[tokio::test]
+    async fn a_timed_out_attempt_marks_the_answer_as_possibly_repeated() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            let mut connection = 0;
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                connection += 1;
+                let mut buf = [0u8; 4096];
+                let _ = tcp.read(&mut buf).await;
+                if connection == 1 {
+                    // Keep the first connection open and silent: the client times out.
+                    held.push(tcp);
+                    continue;
+                }
+                let _ = tcp
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                    )
+                    .await;
+            }
+        });
+        let c = quick_client_with_timeout(&base, None, Duration::from_millis(300));
+        let response = c.read(ApiRequest::get(&["users"])).await.unwrap();
+        assert!(response.is_success());
+        assert!(response.earlier_attempt_unanswered);
     }
 }
