@@ -7,8 +7,9 @@ use super::http::{
     Transport,
 };
 use super::{
-    already_note, api_error, bounded, AccountObservation, Connect, ConnectError, KindSpec, Listed,
-    Observation, ObservedAccount, Provider, ProviderError, ResolvedAuth, WriteAccess, WriteOutcome,
+    already_note, api_error, bounded, parse_json, AccountObservation, Connect, ConnectError,
+    KindSpec, Listed, Observation, ObservedAccount, Provider, ProviderError, ResolvedAuth,
+    WriteAccess, WriteOutcome,
 };
 use crate::plan::Change;
 use crate::secret::Secret;
@@ -284,11 +285,7 @@ fn observed(user: &User) -> ObservedAccount {
 
 /// Parses a batch read: the users found (unknown ids are simply absent).
 fn parse_batch(instance: &str, body: &[u8]) -> Result<Vec<User>, ProviderError> {
-    let batch: Batch =
-        serde_json::from_slice(body).map_err(|e| ProviderError::InvalidResponse {
-            instance: instance.to_string(),
-            detail: format!("batch read: {e}"),
-        })?;
+    let batch: Batch = parse_json(instance, "batch read", body)?;
     Ok(batch.items)
 }
 

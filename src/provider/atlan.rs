@@ -6,8 +6,8 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    api_error, offset_pages, Connect, ConnectError, KindSpec, Listed, Observation, ObservedAccount,
-    Provider, ProviderError, Refusal, RefusalScope, WriteAccess, WriteOutcome,
+    api_error, offset_pages, parse_json, Connect, ConnectError, KindSpec, Listed, Observation,
+    ObservedAccount, Provider, ProviderError, Refusal, RefusalScope, WriteAccess, WriteOutcome,
 };
 use crate::plan::Change;
 use crate::status::Status;
@@ -90,10 +90,7 @@ impl Atlan {
 
 /// Parses one list page: its records and `filterRecord`, the total to page up to.
 fn parse_page(instance: &str, body: &[u8]) -> Result<(Vec<User>, u64), ProviderError> {
-    let page: Page = serde_json::from_slice(body).map_err(|e| ProviderError::InvalidResponse {
-        instance: instance.to_string(),
-        detail: format!("list page: {e}"),
-    })?;
+    let page: Page = parse_json(instance, "list page", body)?;
     Ok((page.records, page.filter_record))
 }
 
@@ -196,6 +193,21 @@ mod tests {
                 Ok((users, _total)) => { for user in &users { let _ = observed(user); } }
                 Err(e) => hostile::assert_clear(&e),
             }
+        }
+    }
+
+    #[test]
+    fn a_bad_field_is_named_by_its_path() {
+        let cases = [
+            (r#"{"filterRecord": -1, "records": []}"#, "x: response is missing or has an invalid field: list page: field filterRecord: invalid value: integer `-1`, expected u64"),
+            (r#"{"filterRecord": "2", "records": []}"#, "x: response is missing or has an invalid field: list page: field filterRecord: invalid type: string \"2\", expected u64"),
+            (r#"{"filterRecord": 1e400, "records": []}"#, "x: response is missing or has an invalid field: list page: field filterRecord: number out of range"),
+            (r#"{"filterRecord": 2, "records": [{"id": "a", "enabled": true}, {"id": "b", "enabled": "yes"}]}"#, "x: response is missing or has an invalid field: list page: field records[1].enabled: invalid type: string \"yes\", expected a boolean"),
+            (r#"{"records": []}"#, "x: response is missing or has an invalid field: list page: missing field `filterRecord`"),
+        ];
+        for (body, expected) in cases {
+            let error = parse_page("x", body.as_bytes()).err().unwrap().to_string();
+            assert!(error.starts_with(expected), "{error}");
         }
     }
 

@@ -236,12 +236,7 @@ impl ApiResponse {
         &self,
         instance: &str,
     ) -> Result<T, crate::provider::ProviderError> {
-        serde_json::from_slice(&self.body).map_err(|e| {
-            crate::provider::ProviderError::InvalidResponse {
-                instance: instance.to_string(),
-                detail: e.to_string(),
-            }
-        })
+        crate::provider::parse_json(instance, "answer", &self.body)
     }
 
     /// The body as text for error messages, cut to a readable length.

@@ -521,6 +521,34 @@ where
     Ok(items)
 }
 
+/// Parses a provider's JSON answer. An error names the instance, what was being read and
+/// the path of the offending field (`records[3].enabled: invalid type...`), so a broken
+/// provider is easy to report.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    instance: &str,
+    what: &str,
+    body: &[u8],
+) -> Result<T, ProviderError> {
+    let invalid = |detail: String| ProviderError::InvalidResponse {
+        instance: instance.to_string(),
+        detail,
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        invalid(if path == "." {
+            format!("{what}: {inner}")
+        } else {
+            format!("{what}: field {path}: {inner}")
+        })
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| invalid(format!("{what}: {e}")))?;
+    Ok(value)
+}
+
 /// Why a write found the account already in the desired state. When an earlier attempt
 /// of this same call lost its answer, that attempt most likely made the change: saying
 /// "someone else" would send an operator hunting for a person who does not exist.

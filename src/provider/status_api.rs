@@ -3,8 +3,8 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    api_error, offset_pages, Connect, ConnectError, KindSpec, Listed, Observation, ObservedAccount,
-    Provider, ProviderError, Setting, WriteAccess, WriteOutcome,
+    api_error, offset_pages, parse_json, Connect, ConnectError, KindSpec, Listed, Observation,
+    ObservedAccount, Provider, ProviderError, Setting, WriteAccess, WriteOutcome,
 };
 use crate::plan::Change;
 use crate::status::Status;
@@ -102,10 +102,7 @@ impl StatusApi {
 
 /// Parses one list page: its users and `total`.
 fn parse_page(instance: &str, body: &[u8]) -> Result<(Vec<User>, u64), ProviderError> {
-    let page: Page = serde_json::from_slice(body).map_err(|e| ProviderError::InvalidResponse {
-        instance: instance.to_string(),
-        detail: format!("list page: {e}"),
-    })?;
+    let page: Page = parse_json(instance, "list page", body)?;
     Ok((page.data, page.total))
 }
 

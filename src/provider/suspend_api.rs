@@ -3,7 +3,7 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    api_error, page_fingerprint, Connect, ConnectError, KindSpec, Listed, Observation,
+    api_error, page_fingerprint, parse_json, Connect, ConnectError, KindSpec, Listed, Observation,
     ObservedAccount, Provider, ProviderError, Refusal, RefusalScope, Setting, WriteAccess,
     WriteOutcome, MAX_PAGES,
 };
@@ -110,10 +110,7 @@ fn error_code(response: &ApiResponse) -> Option<String> {
 
 /// Parses one list page: its users and the cursor of the next page, if any.
 fn parse_page(instance: &str, body: &[u8]) -> Result<(Vec<User>, Option<String>), ProviderError> {
-    let page: Page = serde_json::from_slice(body).map_err(|e| ProviderError::InvalidResponse {
-        instance: instance.to_string(),
-        detail: format!("list page: {e}"),
-    })?;
+    let page: Page = parse_json(instance, "list page", body)?;
     Ok((page.data, page.next_cursor.filter(|c| !c.is_empty())))
 }
 

@@ -7,9 +7,9 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    already_note, api_error, offset_pages, Connect, ConnectError, KindSpec, Listed, Observation,
-    ObservedAccount, Provider, ProviderError, Refusal, RefusalScope, Setting, WriteAccess,
-    WriteOutcome,
+    already_note, api_error, offset_pages, parse_json, Connect, ConnectError, KindSpec, Listed,
+    Observation, ObservedAccount, Provider, ProviderError, Refusal, RefusalScope, Setting,
+    WriteAccess, WriteOutcome,
 };
 use crate::plan::Change;
 use crate::status::Status;
@@ -135,8 +135,7 @@ fn parse_page(instance: &str, body: &[u8]) -> Result<(Vec<User>, u64), ProviderE
         instance: instance.to_string(),
         detail,
     };
-    let page: SearchResponse =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("search page: {e}")))?;
+    let page: SearchResponse = parse_json(instance, "search page", body)?;
     let total = page.details.total_result.trim();
     let total = total.parse::<u64>().map_err(|_| {
         invalid(format!(
