@@ -28,6 +28,7 @@ const COMMON_INSTANCE_KEYS: &[&str] = &[
     "timeout",
     "max_changes",
     "allow_insecure_http",
+    "ca_file",
 ];
 const USER_KEYS: &[&str] = &["name", "status", "reason", "accounts"];
 const ACCOUNT_KEYS: &[&str] = &["id", "status"];
@@ -408,6 +409,11 @@ fn read_instance(
                 }
             }
         });
+    // A relative `ca_file` is relative to the folder that holds providers.yaml.
+    let ca_file = r.optional(map, "ca_file", what).map(|value| {
+        let folder = Path::new(r.file).parent().unwrap_or(Path::new(""));
+        folder.join(value.as_str())
+    });
     let mut settings = BTreeMap::new();
     if let Some(kind) = kind {
         for setting in kind.settings {
@@ -434,6 +440,7 @@ fn read_instance(
         timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
         max_changes: max_changes.unwrap_or(DEFAULT_MAX_CHANGES),
         settings,
+        ca_file,
         location: r.location(FileReader::map_start(map)),
     })
 }
@@ -1049,7 +1056,7 @@ providers:
             (
                 "setting of another kind",
                 "providers:\n  x:\n    kind: atlan\n    base_url: https://a.example\n    tenant_id: t\n    auth: { bearer_token_env: T }\n",
-                "providers.yaml:5:5: unknown key 'tenant_id' in provider 'x' (expected one of: kind, base_url, auth, max_concurrency, requests_per_second, timeout, max_changes, allow_insecure_http)",
+                "providers.yaml:5:5: unknown key 'tenant_id' in provider 'x' (expected one of: kind, base_url, auth, max_concurrency, requests_per_second, timeout, max_changes, allow_insecure_http, ca_file)",
             ),
             (
                 "bad numbers",

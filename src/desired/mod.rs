@@ -62,6 +62,8 @@ pub struct InstanceConfig {
     pub max_changes: usize,
     /// Kind-specific settings (`tenant_id`, `api_version`, `organization_id`).
     pub settings: BTreeMap<String, String>,
+    /// `ca_file`: a PEM file of extra CA certificates to trust, for a private CA.
+    pub ca_file: Option<PathBuf>,
     pub location: Location,
 }
 

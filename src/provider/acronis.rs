@@ -4,10 +4,12 @@
 
 use super::http::{
     retry_after, ApiRequest, ApiResponse, Credentials, HttpClient, HttpError, RetryPolicy,
+    Transport,
 };
 use super::{
-    api_error, bounded, AccountObservation, Connect, ConnectError, KindSpec, Observation,
-    ObservedAccount, Provider, ProviderError, ResolvedAuth, WriteAccess, WriteOutcome,
+    already_note, api_error, bounded, parse_json, AccountObservation, Connect, ConnectError,
+    KindSpec, Listed, Observation, ObservedAccount, Provider, ProviderError, ResolvedAuth,
+    WriteAccess, WriteOutcome,
 };
 use crate::plan::Change;
 use crate::secret::Secret;
@@ -16,7 +18,6 @@ use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -36,6 +37,9 @@ const BATCH: usize = 100;
 /// A token is renewed this long before `expires_on` (or, for a token issued for less than
 /// twice this, halfway through its life).
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+/// The longest a token is used, whatever its `expires_on` says (Acronis issues two-hour
+/// tokens), so that an absurd expiry can neither overflow a clock nor keep a token forever.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 fn connect(cx: Connect) -> Result<Arc<dyn Provider>, ConnectError> {
     let name = cx.instance.name.clone();
@@ -119,15 +123,16 @@ impl TokenSource {
                 Err(TokenAttempt::Retry { wait, reason }) => (wait, reason),
             };
             if attempt >= policy.max_retries {
-                return Err(
-                    self.error(format!("{reason} (gave up after {} attempts)", attempt + 1))
-                );
+                return Err(self.error(format!(
+                    "{reason} (gave up after {} attempts)",
+                    attempt.saturating_add(1)
+                )));
             }
             let wait = wait
                 .map(|d| d.min(policy.max_retry_after))
                 .unwrap_or_else(|| policy.backoff(attempt));
             attempt += 1;
-            tracing::debug!(instance = %self.instance, attempt, delay_ms = wait.as_millis() as u64, %reason, "retrying the token request");
+            tracing::debug!(instance = %self.instance, attempt, delay_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), %reason, "retrying the token request");
             tokio::time::sleep(wait).await;
         }
     }
@@ -145,16 +150,16 @@ impl TokenSource {
             .body("grant_type=client_credentials")
             .send()
             .await
-            .map_err(|e| TokenAttempt::Retry {
-                wait: None,
-                reason: format!(
+            .map_err(|e| match Transport::of(&e) {
+                // A certificate problem is not fixed by asking again.
+                Transport::Tls(_) => TokenAttempt::Fatal(self.error(format!(
                     "token request failed: {}",
-                    if e.is_timeout() {
-                        "timed out"
-                    } else {
-                        "connection error"
-                    }
-                ),
+                    crate::provider::http::describe_tls(&e)
+                ))),
+                transport => TokenAttempt::Retry {
+                    wait: None,
+                    reason: format!("token request failed: {}", transport.short()),
+                },
             })?;
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
@@ -188,13 +193,25 @@ impl TokenSource {
             TokenAttempt::Fatal(self.error(format!("token response is missing a field: {e}")))
         })?;
         tracing::debug!(instance = %self.instance, expires_on = token.expires_on, "fetched access token");
-        let now = SystemTime::now();
-        let lifetime = (UNIX_EPOCH + Duration::from_secs(token.expires_on))
-            .duration_since(now)
-            .unwrap_or(Duration::ZERO);
-        let renew_at = now + lifetime - REFRESH_MARGIN.min(lifetime / 2);
-        Ok((Secret::new(token.access_token), renew_at))
+        Ok((
+            Secret::new(token.access_token),
+            renew_at(SystemTime::now(), token.expires_on),
+        ))
     }
+}
+
+/// When to renew a token that expires at `expires_on` (unix seconds): [`REFRESH_MARGIN`]
+/// before, or halfway for a short-lived one, with the lifetime clamped to
+/// [`MAX_TOKEN_LIFETIME`]. Never panics, whatever the provider sent.
+fn renew_at(now: SystemTime, expires_on: u64) -> SystemTime {
+    let lifetime = match UNIX_EPOCH.checked_add(Duration::from_secs(expires_on)) {
+        Some(expiry) => expiry.duration_since(now).unwrap_or(Duration::ZERO),
+        // Beyond what the clock can hold: as far in the future as anything.
+        None => MAX_TOKEN_LIFETIME,
+    }
+    .min(MAX_TOKEN_LIFETIME);
+    let usable = lifetime.saturating_sub(REFRESH_MARGIN.min(lifetime / 2));
+    now.checked_add(usable).unwrap_or(now)
 }
 
 #[async_trait]
@@ -266,6 +283,12 @@ fn observed(user: &User) -> ObservedAccount {
     }
 }
 
+/// Parses a batch read: the users found (unknown ids are simply absent).
+fn parse_batch(instance: &str, body: &[u8]) -> Result<Vec<User>, ProviderError> {
+    let batch: Batch = parse_json(instance, "batch read", body)?;
+    Ok(batch.items)
+}
+
 impl Acronis {
     fn instance(&self) -> &str {
         self.http.instance()
@@ -287,7 +310,7 @@ impl Acronis {
         if !response.is_success() {
             return Err(self.error(&response, "users"));
         }
-        Ok(response.json::<Batch>(self.instance())?.items)
+        parse_batch(self.instance(), &response.body)
     }
 
     async fn read_one(&self, id: &str) -> Result<User, ProviderError> {
@@ -324,17 +347,17 @@ impl Provider for Acronis {
             .chunks(BATCH)
             .map(|c| c.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","))
             .collect();
-        let mut observation = Observation {
-            accounts: HashMap::with_capacity(accounts.len()),
-        };
+        let mut observation = Observation::default();
+        let mut users = Vec::new();
         for batch in bounded(chunks, 4, |ids| self.batch(ids)).await {
-            for user in batch? {
-                let account = observed(&user);
-                observation
-                    .accounts
-                    .insert(user.id, AccountObservation::Found(account));
-            }
+            users.extend(batch?);
         }
+        // One id twice in the answers is ambiguous: a failed entry, never a pick.
+        let listed = users
+            .iter()
+            .enumerate()
+            .map(|(record, user)| Listed::by_id(record, user.id.clone(), observed(user)));
+        observation.accounts = Observation::of_listed(accounts, listed).accounts;
         for id in single {
             match self.read_one(id).await {
                 Ok(user) => {
@@ -376,9 +399,10 @@ impl Provider for Acronis {
         if fresh.enabled == enabled {
             return Ok(WriteOutcome::AlreadyConverged {
                 http_status: 409,
-                note: format!(
-                    "already {} when re-read after a version conflict",
-                    change.to
+                note: already_note(
+                    &change.to,
+                    response.earlier_attempt_unanswered,
+                    "when re-read after a version conflict",
                 ),
             });
         }
@@ -392,5 +416,68 @@ impl Provider for Acronis {
         } else {
             Err(self.error(&retry, &change.account_id))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::hostile;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: hostile::CASES, ..Default::default() })]
+        /// Mutated and hostile pages never panic; what cannot be used is a clear error.
+        #[test]
+        fn hostile_pages_never_panic(page in hostile::page(serde_json::json!({"items": [
+            {"id": "a", "enabled": true, "activated": true, "version": 3},
+            {"id": "b", "enabled": false, "activated": false, "version": 4294967295u64}]}))) {
+            let body = serde_json::to_vec(&page).unwrap();
+            match parse_batch("x", &body) {
+                Ok(users) => {
+                    let listed = users.iter().enumerate().map(|(i, u)| Listed::by_id(i, u.id.clone(), observed(u)));
+                    let _ = Observation::of_listed(&["a".to_string()], listed);
+                }
+                Err(e) => hostile::assert_clear(&e),
+            }
+        }
+
+        /// Arbitrary bytes are an error too, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let body: Vec<u8> = body;
+            match parse_batch("x", &body) {
+                Ok(users) => {
+                    let listed = users.iter().enumerate().map(|(i, u)| Listed::by_id(i, u.id.clone(), observed(u)));
+                    let _ = Observation::of_listed(&["a".to_string()], listed);
+                }
+                Err(e) => hostile::assert_clear(&e),
+            }
+        }
+    }
+
+    #[test]
+    fn an_absurd_expiry_is_clamped_and_never_panics() {
+        let now = SystemTime::now();
+        for expires_on in [u64::MAX, u64::MAX / 2, i64::MAX as u64] {
+            let at = renew_at(now, expires_on);
+            assert_eq!(
+                at.duration_since(now).unwrap(),
+                MAX_TOKEN_LIFETIME - REFRESH_MARGIN
+            );
+        }
+        assert_eq!(renew_at(now, 0), now);
+        let two_hours = now.duration_since(UNIX_EPOCH).unwrap().as_secs() + 7200;
+        let at = renew_at(now, two_hours).duration_since(now).unwrap();
+        assert!(
+            at <= Duration::from_secs(6900) && at >= Duration::from_secs(6890),
+            "{at:?}"
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let body = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        let error = parse_batch("x", body.as_bytes()).err().unwrap();
+        hostile::assert_clear(&error);
     }
 }

@@ -6,8 +6,8 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    api_error, offset_pages, Connect, ConnectError, KindSpec, Observation, ObservedAccount,
-    Provider, ProviderError, Refusal, RefusalScope, WriteAccess, WriteOutcome,
+    api_error, offset_pages, parse_json, Connect, ConnectError, KindSpec, Listed, Observation,
+    ObservedAccount, Provider, ProviderError, Refusal, RefusalScope, WriteAccess, WriteOutcome,
 };
 use crate::plan::Change;
 use crate::status::Status;
@@ -44,7 +44,7 @@ struct Atlan {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Page {
-    filter_record: usize,
+    filter_record: u64,
     records: Vec<User>,
 }
 
@@ -67,7 +67,7 @@ impl Atlan {
         self.http.instance()
     }
 
-    async fn page(&self, offset: usize, limit: usize) -> Result<(Vec<User>, usize), ProviderError> {
+    async fn page(&self, offset: usize, limit: usize) -> Result<(Vec<User>, u64), ProviderError> {
         let request = ApiRequest::get(&["api", "service", "users"])
             .query("limit", limit)
             .query("offset", offset)
@@ -76,8 +76,7 @@ impl Atlan {
         if !response.is_success() {
             return Err(self.error(&response, "users"));
         }
-        let page: Page = response.json(self.instance())?;
-        Ok((page.records, page.filter_record))
+        parse_page(self.instance(), &response.body)
     }
 
     fn error(&self, response: &ApiResponse, account: &str) -> ProviderError {
@@ -87,6 +86,12 @@ impl Atlan {
                 .map(|b| b.message)
         })
     }
+}
+
+/// Parses one list page: its records and `filterRecord`, the total to page up to.
+fn parse_page(instance: &str, body: &[u8]) -> Result<(Vec<User>, u64), ProviderError> {
+    let page: Page = parse_json(instance, "list page", body)?;
+    Ok((page.records, page.filter_record))
 }
 
 fn observed(user: &User) -> ObservedAccount {
@@ -119,8 +124,17 @@ fn observed(user: &User) -> ObservedAccount {
 #[async_trait]
 impl Provider for Atlan {
     async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
-        let users = offset_pages(PAGE_SIZE, |offset, limit| self.page(offset, limit)).await?;
-        let listed = users.iter().map(|user| (user.id.clone(), observed(user)));
+        let users = offset_pages(
+            self.instance(),
+            PAGE_SIZE,
+            |u: &User| &u.id,
+            |offset, limit| self.page(offset, limit),
+        )
+        .await?;
+        let listed = users
+            .iter()
+            .enumerate()
+            .map(|(record, user)| Listed::by_id(record, user.id.clone(), observed(user)));
         Ok(Observation::of_listed(accounts, listed))
     }
 
@@ -149,5 +163,58 @@ impl Provider for Atlan {
             }
             error => Err(error),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::hostile;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: hostile::CASES, ..Default::default() })]
+        /// Mutated and hostile pages never panic; what cannot be used is a clear error.
+        #[test]
+        fn hostile_pages_never_panic(page in hostile::page(serde_json::json!({"totalRecord": 2, "filterRecord": 2, "records": [
+            {"id": "a", "username": "a", "enabled": true, "workspaceRole": "$admin"},
+            {"id": "b", "username": "b", "enabled": null, "workspaceRole": "$member"}]}))) {
+            let body = serde_json::to_vec(&page).unwrap();
+            match parse_page("x", &body) {
+                Ok((users, _total)) => { for user in &users { let _ = observed(user); } }
+                Err(e) => hostile::assert_clear(&e),
+            }
+        }
+
+        /// Arbitrary bytes are an error too, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let body: Vec<u8> = body;
+            match parse_page("x", &body) {
+                Ok((users, _total)) => { for user in &users { let _ = observed(user); } }
+                Err(e) => hostile::assert_clear(&e),
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_field_is_named_by_its_path() {
+        let cases = [
+            (r#"{"filterRecord": -1, "records": []}"#, "x: response is missing or has an invalid field: list page: field filterRecord: invalid value: integer `-1`, expected u64"),
+            (r#"{"filterRecord": "2", "records": []}"#, "x: response is missing or has an invalid field: list page: field filterRecord: invalid type: string \"2\", expected u64"),
+            (r#"{"filterRecord": 1e400, "records": []}"#, "x: response is missing or has an invalid field: list page: field filterRecord: number out of range"),
+            (r#"{"filterRecord": 2, "records": [{"id": "a", "enabled": true}, {"id": "b", "enabled": "yes"}]}"#, "x: response is missing or has an invalid field: list page: field records[1].enabled: invalid type: string \"yes\", expected a boolean"),
+            (r#"{"records": []}"#, "x: response is missing or has an invalid field: list page: missing field `filterRecord`"),
+        ];
+        for (body, expected) in cases {
+            let error = parse_page("x", body.as_bytes()).err().unwrap().to_string();
+            assert!(error.starts_with(expected), "{error}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let body = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        let error = parse_page("x", body.as_bytes()).err().unwrap();
+        hostile::assert_clear(&error);
     }
 }

@@ -4,6 +4,11 @@
 //!
 //! Non-retryable answers (400, 403, 404, 409, 422...) are handed back to the adapter,
 //! which knows what they mean for its kind; the layer only decides *whether to try again*.
+//!
+//! Providers are not trusted: bodies are streamed with a size limit ([`MAX_BODY_BYTES`]),
+//! large string fields an adapter does not need are dropped as their bytes arrive
+//! ([`ApiRequest::skip_string_field`]), and a transport failure is described by its
+//! cause (DNS, refused, TLS certificate, timeout). A certificate problem is never retried.
 
 use crate::secret::Secret;
 use async_trait::async_trait;
@@ -11,12 +16,23 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{Mutex, Semaphore};
 use url::Url;
 
 pub use crate::apply::WriteAccess;
+
+/// The largest response body Roster accepts, counted as bytes received (before any
+/// field is skipped). A suspend-api page of 100 users with 256 KB avatars is about
+/// 26 MB, so 64 MiB leaves room; a larger body is refused as soon as the limit is passed
+/// (or at once, when `Content-Length` announces it), never held whole in memory.
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// The longest wait [`HttpClient`] keeps between paced requests, whatever
+/// `requests_per_second` says.
+const MAX_PACE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// How an adapter authenticates each request.
 #[async_trait]
@@ -114,6 +130,10 @@ pub struct HttpConfig {
     pub query: Vec<(String, String)>,
     pub retry: RetryPolicy,
     pub observer: Arc<dyn RequestObserver>,
+    /// A PEM file of extra trusted CA certificates (the instance's `ca_file`), for a
+    /// provider behind a private CA. `SSL_CERT_FILE` is added the same way for every
+    /// instance. Both come on top of the built-in public roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A failure that no retry could fix.
@@ -135,6 +155,21 @@ pub enum HttpError {
     Client { instance: String, reason: String },
     #[error("{instance}: {reason}")]
     Token { instance: String, reason: String },
+    #[error("{instance}: {method} {path}: {problem}; not retried, since a retry cannot fix a certificate{hint}")]
+    Tls {
+        instance: String,
+        method: String,
+        path: String,
+        problem: String,
+        hint: &'static str,
+    },
+    #[error("{instance}: {method} {path}: the answer is larger than {limit} bytes, the most Roster reads from one response")]
+    TooLarge {
+        instance: String,
+        method: String,
+        path: String,
+        limit: usize,
+    },
 }
 
 /// One request, described by path segments so ids are always percent-encoded.
@@ -143,6 +178,7 @@ pub struct ApiRequest {
     segments: Vec<String>,
     query: Vec<(String, String)>,
     body: Option<serde_json::Value>,
+    skip: Vec<&'static str>,
 }
 
 impl ApiRequest {
@@ -152,6 +188,7 @@ impl ApiRequest {
             segments: segments.iter().map(|s| s.to_string()).collect(),
             query: Vec::new(),
             body: None,
+            skip: Vec::new(),
         }
     }
 
@@ -168,12 +205,25 @@ impl ApiRequest {
         self.body = Some(body);
         self
     }
+
+    /// Drops the contents of every JSON string stored under the key `field`, anywhere in
+    /// the answer, while it streams in: the value arrives as `""`. For large fields the
+    /// adapter never reads (suspend-api `avatar_base64`), so they are never held in memory.
+    pub fn skip_string_field(mut self, field: &'static str) -> Self {
+        self.skip.push(field);
+        self
+    }
 }
 
 /// A final answer: 2xx, or a status the adapter must interpret.
 pub struct ApiResponse {
     pub status: StatusCode,
     pub body: Bytes,
+    /// True when an earlier attempt of this same call was sent but its answer was lost (the
+    /// connection dropped or timed out, or a gateway answered 5xx): that attempt may have
+    /// been applied, so a write's "already in that state" answer most likely means Roster
+    /// made the change itself.
+    pub earlier_attempt_unanswered: bool,
 }
 
 impl ApiResponse {
@@ -186,12 +236,7 @@ impl ApiResponse {
         &self,
         instance: &str,
     ) -> Result<T, crate::provider::ProviderError> {
-        serde_json::from_slice(&self.body).map_err(|e| {
-            crate::provider::ProviderError::InvalidResponse {
-                instance: instance.to_string(),
-                detail: e.to_string(),
-            }
-        })
+        crate::provider::parse_json(instance, "answer", &self.body)
     }
 
     /// The body as text for error messages, cut to a readable length.
@@ -215,7 +260,22 @@ pub struct HttpClient {
 
 impl HttpClient {
     pub fn new(config: HttpConfig) -> Result<Self, HttpError> {
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        let ca_files = config
+            .ca_file
+            .iter()
+            .map(|path| (path.clone(), "ca_file"))
+            .chain(
+                std::env::var_os("SSL_CERT_FILE")
+                    .filter(|v| !v.is_empty())
+                    .map(|v| (PathBuf::from(v), "SSL_CERT_FILE")),
+            );
+        for (path, origin) in ca_files {
+            for certificate in read_ca_file(&config.instance, &path, origin)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let client = builder
             .user_agent(concat!("roster/", env!("CARGO_PKG_VERSION")))
             .timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
@@ -315,8 +375,10 @@ impl HttpClient {
                 reason: "client closed".into(),
             })?;
         let policy = &self.config.retry;
+        let method = request.method.as_str();
         let mut attempt: u32 = 0;
         let mut refreshed_credentials = false;
+        let mut earlier_attempt_unanswered = false;
         loop {
             self.pace().await;
             let authorization = self.config.credentials.authorization(&self.client).await?;
@@ -338,19 +400,16 @@ impl HttpClient {
                     .body(body.to_string());
             }
             let started = Instant::now();
-            let result = builder.send().await;
-            let outcome = match result {
+            let outcome = match builder.send().await {
                 Ok(response) => {
                     let status = response.status();
                     let retry_after = retry_after(response.headers());
-                    match response.bytes().await {
-                        Ok(body) => Ok((status, retry_after, body)),
-                        Err(e) => Err(describe_transport(&e)),
-                    }
+                    read_body(response, &request.skip)
+                        .await
+                        .map(|body| (status, retry_after, body))
                 }
-                Err(e) => Err(describe_transport(&e)),
+                Err(e) => Err(BodyError::Transport(Transport::of(&e))),
             };
-            let method = request.method.as_str();
             self.config.observer.request_finished(
                 &self.config.instance,
                 method,
@@ -362,10 +421,10 @@ impl HttpClient {
                 method,
                 path = %path,
                 status = outcome.as_ref().ok().map(|(s, _, _)| s.as_u16()),
-                elapsed_ms = started.elapsed().as_millis() as u64,
+                elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 "http request"
             );
-            let (delay, last) = match outcome {
+            let (delay, last, unanswered) = match outcome {
                 Ok((status, _, _)) if status == StatusCode::UNAUTHORIZED => {
                     if !refreshed_credentials
                         && self.config.credentials.rejected(&authorization).await
@@ -384,26 +443,56 @@ impl HttpClient {
                     let wait = retry_after
                         .map(|d| d.min(policy.max_retry_after))
                         .unwrap_or_else(|| policy.backoff(attempt));
-                    (wait, format!("HTTP {}", status.as_u16()))
+                    (wait, format!("HTTP {}", status.as_u16()), false)
                 }
-                Ok((status, _, _)) if status.is_server_error() => {
-                    (policy.backoff(attempt), format!("HTTP {}", status.as_u16()))
+                Ok((status, _, _)) if status.is_server_error() => (
+                    policy.backoff(attempt),
+                    format!("HTTP {}", status.as_u16()),
+                    true,
+                ),
+                Ok((status, _, body)) => {
+                    return Ok(ApiResponse {
+                        status,
+                        body,
+                        earlier_attempt_unanswered,
+                    })
                 }
-                Ok((status, _, body)) => return Ok(ApiResponse { status, body }),
-                Err(reason) => (policy.backoff(attempt), reason),
+                Err(BodyError::TooLarge) => {
+                    return Err(HttpError::TooLarge {
+                        instance: self.config.instance.clone(),
+                        method: method.to_string(),
+                        path,
+                        limit: MAX_BODY_BYTES,
+                    })
+                }
+                Err(BodyError::Transport(Transport::Tls(problem))) => {
+                    return Err(HttpError::Tls {
+                        instance: self.config.instance.clone(),
+                        method: method.to_string(),
+                        path,
+                        hint: problem.hint(),
+                        problem: problem.describe(),
+                    })
+                }
+                Err(BodyError::Transport(transport)) => (
+                    policy.backoff(attempt),
+                    transport.describe(&url, self.config.timeout),
+                    transport.may_have_arrived(),
+                ),
             };
+            earlier_attempt_unanswered |= unanswered;
             if attempt >= policy.max_retries {
                 return Err(HttpError::GaveUp {
                     instance: self.config.instance.clone(),
                     method: method.to_string(),
                     path,
-                    attempts: attempt + 1,
+                    attempts: attempt.saturating_add(1),
                     last,
                 });
             }
-            attempt += 1;
+            attempt = attempt.saturating_add(1);
             self.config.observer.retry_scheduled(&self.config.instance);
-            tracing::debug!(instance = %self.config.instance, %path, attempt, delay_ms = delay.as_millis() as u64, reason = %last, "retrying");
+            tracing::debug!(instance = %self.config.instance, %path, attempt, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), reason = %last, "retrying");
             tokio::time::sleep(delay).await;
         }
     }
@@ -413,12 +502,14 @@ impl HttpClient {
         let (Some(pacer), Some(rps)) = (&self.pacer, self.config.requests_per_second) else {
             return;
         };
-        let interval = Duration::from_secs_f64(1.0 / rps);
+        let interval = Duration::try_from_secs_f64(1.0 / rps)
+            .unwrap_or(MAX_PACE_INTERVAL)
+            .min(MAX_PACE_INTERVAL);
         let wait_until = {
             let mut next = pacer.lock().await;
             let now = Instant::now();
             let slot = (*next).max(now);
-            *next = slot + interval;
+            *next = slot.checked_add(interval).unwrap_or(slot);
             slot
         };
         tokio::time::sleep_until(wait_until.into()).await;
@@ -438,17 +529,353 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     )
 }
 
-/// A transport error in words, without the URL (which reqwest would include) so that
-/// nothing but the path we log ourselves can reach a message.
-fn describe_transport(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "timed out".into()
-    } else if error.is_connect() {
-        "connection failed".into()
-    } else if error.is_body() || error.is_decode() {
-        "connection dropped while reading the answer".into()
-    } else {
-        "connection error".into()
+/// Reads the PEM certificates of `path` (an instance's `ca_file` or `SSL_CERT_FILE`).
+fn read_ca_file(
+    instance: &str,
+    path: &std::path::Path,
+    origin: &str,
+) -> Result<Vec<reqwest::Certificate>, HttpError> {
+    let error = |reason: String| HttpError::Client {
+        instance: instance.to_string(),
+        reason: format!("{origin} {}: {reason}", path.display()),
+    };
+    let pem = std::fs::read(path).map_err(|e| error(format!("cannot read it: {}", e.kind())))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|_| error("is not a PEM file of certificates".to_string()))?;
+    if certificates.is_empty() {
+        return Err(error("holds no PEM certificate".to_string()));
+    }
+    Ok(certificates)
+}
+
+/// Why reading an answer failed.
+#[derive(Debug)]
+enum BodyError {
+    Transport(Transport),
+    TooLarge,
+}
+
+/// Streams a body into memory, refusing it past [`MAX_BODY_BYTES`] and dropping the
+/// string values of `skip` fields as they arrive.
+async fn read_body(
+    mut response: reqwest::Response,
+    skip: &[&'static str],
+) -> Result<Bytes, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_BODY_BYTES as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut filter = SkipStringFields::new(skip);
+    let mut received: usize = 0;
+    let mut kept = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| BodyError::Transport(Transport::of(&e)))?
+    {
+        received = received.saturating_add(chunk.len());
+        if received > MAX_BODY_BYTES {
+            return Err(BodyError::TooLarge);
+        }
+        filter.feed(&chunk, &mut kept);
+    }
+    Ok(Bytes::from(kept))
+}
+
+/// A byte-level JSON filter that empties the string value of chosen keys, so a large
+/// field is dropped while it streams in instead of being parsed and discarded later.
+/// It only tracks JSON's lexical structure (strings, escapes, the `:` after a key), so it
+/// needs no nesting state and works across chunk boundaries. Anything that is not a
+/// string value of a skipped key passes through unchanged; invalid JSON stays invalid.
+pub(crate) struct SkipStringFields<'a> {
+    fields: &'a [&'static str],
+    state: LexState,
+    /// The raw bytes of the string being read, kept only while short enough to be a field name.
+    token: Vec<u8>,
+    token_fits: bool,
+    /// The string just closed matched a skipped field and may be followed by `:`.
+    key_matched: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LexState {
+    /// Between tokens.
+    Outside,
+    /// Inside a string that is kept; `escaped` after a backslash.
+    InString { escaped: bool },
+    /// After a skipped key's `:`, before its value.
+    AwaitValue,
+    /// Inside a string whose bytes are dropped.
+    Skipping { escaped: bool },
+}
+
+impl<'a> SkipStringFields<'a> {
+    pub(crate) fn new(fields: &'a [&'static str]) -> Self {
+        SkipStringFields {
+            fields,
+            state: LexState::Outside,
+            token: Vec::new(),
+            token_fits: true,
+            key_matched: false,
+        }
+    }
+
+    fn longest_field(&self) -> usize {
+        self.fields.iter().map(|f| f.len()).max().unwrap_or(0)
+    }
+
+    /// Appends the kept bytes of `chunk` to `out`.
+    pub(crate) fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        if self.fields.is_empty() {
+            out.extend_from_slice(chunk);
+            return;
+        }
+        let longest = self.longest_field();
+        let mut rest = chunk;
+        while let Some((&byte, tail)) = rest.split_first() {
+            match self.state {
+                LexState::Skipping { escaped: true } => {
+                    // The escaped byte is dropped like the rest of the string.
+                    self.state = LexState::Skipping { escaped: false };
+                }
+                LexState::Skipping { escaped: false } => {
+                    // Drop everything up to the next quote or backslash in one step.
+                    match rest.iter().position(|&b| b == b'"' || b == b'\\') {
+                        None => rest = &[],
+                        Some(i) => {
+                            if rest[i] == b'"' {
+                                out.push(b'"');
+                                self.state = LexState::Outside;
+                            } else {
+                                self.state = LexState::Skipping { escaped: true };
+                            }
+                            rest = &rest[i + 1..];
+                        }
+                    }
+                    continue;
+                }
+                LexState::InString { escaped } => {
+                    out.push(byte);
+                    if !escaped && byte == b'"' {
+                        self.state = LexState::Outside;
+                        self.key_matched = self.token_fits
+                            && self.fields.iter().any(|f| f.as_bytes() == self.token);
+                    } else {
+                        self.state = LexState::InString {
+                            escaped: !escaped && byte == b'\\',
+                        };
+                        if self.token.len() < longest {
+                            self.token.push(byte);
+                        } else {
+                            self.token_fits = false;
+                        }
+                    }
+                }
+                LexState::AwaitValue => {
+                    if byte.is_ascii_whitespace() {
+                        out.push(byte);
+                    } else if byte == b'"' {
+                        out.push(byte);
+                        self.state = LexState::Skipping { escaped: false };
+                    } else {
+                        self.state = LexState::Outside;
+                        continue;
+                    }
+                }
+                LexState::Outside => {
+                    out.push(byte);
+                    if byte == b'"' {
+                        self.state = LexState::InString { escaped: false };
+                        self.token.clear();
+                        self.token_fits = true;
+                        self.key_matched = false;
+                    } else if byte == b':' && self.key_matched {
+                        self.key_matched = false;
+                        self.state = LexState::AwaitValue;
+                    } else if !byte.is_ascii_whitespace() {
+                        self.key_matched = false;
+                    }
+                }
+            }
+            rest = tail;
+        }
+    }
+}
+
+/// A TLS failure of `error` in words, with the hint a user needs (`ca_file`).
+pub(crate) fn describe_tls(error: &reqwest::Error) -> String {
+    match Transport::of(error) {
+        Transport::Tls(problem) => format!("{}{}", problem.describe(), problem.hint()),
+        other => other.short(),
+    }
+}
+
+/// A transport failure, classified by walking the error's `source()` chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Transport {
+    Dns(String),
+    Refused,
+    Tls(TlsProblem),
+    /// No answer in time; `connecting` when the connection itself was not made, so the
+    /// request never went out.
+    Timeout {
+        connecting: bool,
+    },
+    /// Another failure before the request was sent.
+    Connect(String),
+    /// The connection broke after the request went out, or while the answer streamed in.
+    Dropped,
+}
+
+/// What was wrong with the server's TLS certificate or handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TlsProblem {
+    UnknownIssuer,
+    Expired,
+    NotYetValid,
+    WrongName,
+    Revoked,
+    Other(String),
+}
+
+impl TlsProblem {
+    fn of(error: &rustls::Error) -> Self {
+        use rustls::CertificateError as C;
+        match error {
+            rustls::Error::InvalidCertificate(cert) => match cert {
+                C::UnknownIssuer => TlsProblem::UnknownIssuer,
+                C::Expired | C::ExpiredContext { .. } => TlsProblem::Expired,
+                C::NotValidYet | C::NotValidYetContext { .. } => TlsProblem::NotYetValid,
+                C::NotValidForName | C::NotValidForNameContext { .. } => TlsProblem::WrongName,
+                C::Revoked => TlsProblem::Revoked,
+                other => TlsProblem::Other(format!("invalid certificate ({other:?})")),
+            },
+            other => TlsProblem::Other(other.to_string()),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            TlsProblem::UnknownIssuer => {
+                "TLS certificate problem: unknown issuer (the server's certificate is not signed by a trusted CA)".into()
+            }
+            TlsProblem::Expired => "TLS certificate problem: the server's certificate has expired".into(),
+            TlsProblem::NotYetValid => "TLS certificate problem: the server's certificate is not valid yet".into(),
+            TlsProblem::WrongName => {
+                "TLS certificate problem: name mismatch (the server's certificate is not valid for this host name)".into()
+            }
+            TlsProblem::Revoked => "TLS certificate problem: the server's certificate is revoked".into(),
+            TlsProblem::Other(detail) => format!("TLS failed: {detail}"),
+        }
+    }
+
+    fn hint(&self) -> &'static str {
+        match self {
+            TlsProblem::UnknownIssuer => {
+                " (for a private CA, set ca_file on the instance or SSL_CERT_FILE)"
+            }
+            _ => "",
+        }
+    }
+}
+
+impl Transport {
+    /// Classifies a reqwest error by its cause. reqwest's own message is not used: it
+    /// carries the whole URL, and only the path we log ourselves may reach a message.
+    pub(crate) fn of(error: &reqwest::Error) -> Self {
+        let mut dns = None;
+        let mut io_kind = None;
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(current) = next {
+            // io::Error's source() skips the error it wraps (and hyper nests io::Errors
+            // in io::Errors), so unwrap those by hand.
+            let mut inner = Some(current);
+            while let Some(error) = inner {
+                if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+                    return Transport::Tls(TlsProblem::of(tls));
+                }
+                let Some(io) = error.downcast_ref::<std::io::Error>() else {
+                    break;
+                };
+                if io.kind() != std::io::ErrorKind::Other || io_kind.is_none() {
+                    io_kind = Some(io.kind());
+                }
+                if dns.is_some() {
+                    dns = Some(io.to_string());
+                }
+                inner = io
+                    .get_ref()
+                    .map(|e| e as &(dyn std::error::Error + 'static));
+            }
+            if current.to_string().starts_with("dns error") {
+                dns = Some(
+                    current
+                        .source()
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "the name does not resolve".into()),
+                );
+            }
+            next = current.source();
+        }
+        if let Some(detail) = dns {
+            return Transport::Dns(detail);
+        }
+        if error.is_timeout() || io_kind == Some(std::io::ErrorKind::TimedOut) {
+            return Transport::Timeout {
+                connecting: error.is_connect(),
+            };
+        }
+        if io_kind == Some(std::io::ErrorKind::ConnectionRefused) {
+            return Transport::Refused;
+        }
+        if error.is_connect() {
+            return Transport::Connect(
+                io_kind.map_or_else(|| "unknown cause".to_string(), |k| k.to_string()),
+            );
+        }
+        Transport::Dropped
+    }
+
+    /// Whether the request may have reached the server (and been applied) before the
+    /// failure: not for failures while connecting.
+    fn may_have_arrived(&self) -> bool {
+        matches!(
+            self,
+            Transport::Timeout { connecting: false } | Transport::Dropped
+        )
+    }
+
+    /// The cause in a few words, without host or timeout.
+    pub(crate) fn short(&self) -> String {
+        match self {
+            Transport::Dns(detail) => format!("DNS lookup failed: {detail}"),
+            Transport::Refused => "connection refused".into(),
+            Transport::Tls(problem) => problem.describe(),
+            Transport::Timeout { .. } => "timed out".into(),
+            Transport::Connect(detail) => format!("cannot connect: {detail}"),
+            Transport::Dropped => "connection dropped before the whole answer arrived".into(),
+        }
+    }
+
+    fn describe(&self, url: &Url, timeout: Duration) -> String {
+        let host = url.host_str().unwrap_or("?");
+        let port = url.port_or_known_default().unwrap_or(0);
+        match self {
+            Transport::Dns(detail) => format!("DNS lookup of {host} failed: {detail}"),
+            Transport::Refused => format!("connection refused by {host}:{port}"),
+            Transport::Tls(problem) => problem.describe(),
+            Transport::Timeout { connecting: true } => format!(
+                "timed out after {} connecting to {host}:{port}",
+                humantime::format_duration(timeout)
+            ),
+            Transport::Timeout { connecting: false } => {
+                format!("timed out after {}", humantime::format_duration(timeout))
+            }
+            Transport::Connect(detail) => format!("cannot connect to {host}:{port}: {detail}"),
+            Transport::Dropped => "connection dropped before the whole answer arrived".into(),
+        }
     }
 }
 
@@ -468,6 +895,7 @@ mod tests {
             query: vec![],
             retry: RetryPolicy::default(),
             observer: Arc::new(NoObserver),
+            ca_file: None,
         })
         .unwrap()
     }
@@ -527,5 +955,237 @@ mod tests {
                 .min(p.max_delay);
             assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
         }
+    }
+
+    fn filtered(input: &[u8], chunk: usize) -> Vec<u8> {
+        let mut filter = SkipStringFields::new(&["avatar_base64"]);
+        let mut out = Vec::new();
+        for piece in input.chunks(chunk.max(1)) {
+            filter.feed(piece, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn skipped_fields_arrive_empty_whatever_the_chunking() {
+        let input = br#"{"data":[{"id":"a","avatar_base64":"data:image/png;base64,QUJD\"x\\y","note":"avatar_base64"},{"avatar_base64" : null,"id":"b"},{"id":"c","avatar_base64":  "Zm9v"}],"next_cursor":null}"#;
+        let expected = br#"{"data":[{"id":"a","avatar_base64":"","note":"avatar_base64"},{"avatar_base64" : null,"id":"b"},{"id":"c","avatar_base64":  ""}],"next_cursor":null}"#;
+        for chunk in [1, 2, 3, 7, 64, input.len()] {
+            assert_eq!(
+                String::from_utf8_lossy(&filtered(input, chunk)),
+                String::from_utf8_lossy(expected),
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_key_that_only_starts_like_a_skipped_one_is_kept() {
+        let input = br#"{"avatar_base64_url":"keep","x_avatar_base64":"keep","s":"\"avatar_base64\":\"keep\""}"#;
+        assert_eq!(filtered(input, 5), input.to_vec());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+        /// For any JSON with avatars anywhere, the filtered bytes parse to the same value
+        /// with every avatar string emptied, however the bytes are cut into chunks.
+        #[test]
+        fn filter_equals_parse_then_empty(value in json_value(), chunk in 1usize..40) {
+            let input = serde_json::to_vec(&value).unwrap();
+            let out: serde_json::Value = serde_json::from_slice(&filtered(&input, chunk)).unwrap();
+            proptest::prop_assert_eq!(out, emptied(value));
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "[a-z\"\\\\:{}, é]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::vec(
+                    (
+                        prop_oneof![Just("avatar_base64".to_string()), "[a-z_\"]{0,14}"],
+                        inner
+                    ),
+                    0..6
+                )
+                .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn emptied(value: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::Array(items) => Value::Array(items.into_iter().map(emptied).collect()),
+            Value::Object(map) => Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| match v {
+                        Value::String(_) if k == "avatar_base64" => {
+                            (k, Value::String(String::new()))
+                        }
+                        other => (k, emptied(other)),
+                    })
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+
+    fn quick_client(base: &str, rps: Option<f64>) -> HttpClient {
+        quick_client_with_timeout(base, rps, Duration::from_secs(5))
+    }
+
+    fn quick_client_with_timeout(base: &str, rps: Option<f64>, timeout: Duration) -> HttpClient {
+        HttpClient::new(HttpConfig {
+            instance: "test".into(),
+            base_url: Url::parse(base).unwrap(),
+            timeout,
+            max_concurrency: 1,
+            requests_per_second: rps,
+            credentials: Arc::new(BearerToken(Secret::new("t"))),
+            headers: HeaderMap::new(),
+            query: vec![],
+            retry: RetryPolicy {
+                max_retries: 2,
+                base_delay: Duration::from_millis(1),
+                max_delay: Duration::from_millis(5),
+                max_retry_after: Duration::from_millis(5),
+            },
+            observer: Arc::new(NoObserver),
+            ca_file: None,
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_says_so_and_is_retried() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let c = quick_client(&format!("http://127.0.0.1:{port}"), None);
+        let error = c.read(ApiRequest::get(&["users"])).await.err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            format!("test: GET /users: gave up after 3 attempts: connection refused by 127.0.0.1:{port}")
+        );
+    }
+
+    async fn serve(router: axum::Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        base
+    }
+
+    #[tokio::test]
+    async fn an_endless_body_stops_at_the_limit_and_a_announced_one_at_once() {
+        use axum::routing::get;
+        fn endless() -> axum::body::Body {
+            let chunk = Bytes::from(vec![b' '; 1 << 20]);
+            let stream =
+                futures::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+            axum::body::Body::from_stream(stream)
+        }
+        let announced = || {
+            axum::http::Response::builder()
+                .header("content-length", (MAX_BODY_BYTES + 1).to_string())
+                .body(endless())
+                .unwrap()
+        };
+        let base = serve(
+            axum::Router::new()
+                .route("/endless", get(move || async move { endless() }))
+                .route("/announced", get(move || async move { announced() })),
+        )
+        .await;
+        let c = quick_client(&base, None);
+        for path in ["endless", "announced"] {
+            let error = c.read(ApiRequest::get(&[path])).await.err().unwrap();
+            assert_eq!(
+                error.to_string(),
+                format!("test: GET /{path}: the answer is larger than {MAX_BODY_BYTES} bytes, the most Roster reads from one response")
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_absurd_request_rate_never_panics() {
+        use axum::routing::get;
+        let base = serve(axum::Router::new().route("/users", get(|| async { "[]" }))).await;
+        let c = quick_client(&base, Some(f64::MIN_POSITIVE));
+        let response = c.read(ApiRequest::get(&["users"])).await.unwrap();
+        assert!(response.is_success());
+        assert!(!response.earlier_attempt_unanswered);
+    }
+
+    /// A resolver that fails like getaddrinfo does for a name that does not exist. The
+    /// machine's resolver would ask a network server about `.invalid`, so the failure is
+    /// made here, and the rest of the chain (hyper's "dns error") is the real one.
+    struct NoSuchName;
+
+    impl reqwest::dns::Resolve for NoSuchName {
+        fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+            Box::pin(async {
+                let error = std::io::Error::other(
+                    "failed to lookup address information: Name or service not known",
+                );
+                Err(Box::new(error) as Box<dyn std::error::Error + Send + Sync>)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dns_failure_is_named_with_its_host() {
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(NoSuchName))
+            .build()
+            .unwrap();
+        let url = Url::parse("https://portal.roster.invalid/v1/users").unwrap();
+        let error = client.get(url.clone()).send().await.unwrap_err();
+        let transport = Transport::of(&error);
+        assert!(!transport.may_have_arrived());
+        assert_eq!(
+            transport.describe(&url, Duration::from_secs(30)),
+            "DNS lookup of portal.roster.invalid failed: failed to lookup address information: Name or service not known"
+        );
+    }
+
+    /// Reads and writes share one send path; a read shows the flag a write would carry.
+    #[tokio::test]
+    async fn a_timed_out_attempt_marks_the_answer_as_possibly_repeated() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            let mut connection = 0;
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                connection += 1;
+                let mut buf = [0u8; 4096];
+                let _ = tcp.read(&mut buf).await;
+                if connection == 1 {
+                    // Keep the first connection open and silent: the client times out.
+                    held.push(tcp);
+                    continue;
+                }
+                let _ = tcp
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                    )
+                    .await;
+            }
+        });
+        let c = quick_client_with_timeout(&base, None, Duration::from_millis(300));
+        let response = c.read(ApiRequest::get(&["users"])).await.unwrap();
+        assert!(response.is_success());
+        assert!(response.earlier_attempt_unanswered);
     }
 }

@@ -92,21 +92,83 @@ pub struct ObservedAccount {
     pub revision: Option<u64>,
 }
 
+/// One entry of a provider's list, under one of the keys an account may be named by.
+pub struct Listed {
+    /// The id (or other key, such as status-api's `identifier`) a desired account may use.
+    pub key: String,
+    /// Which record of the list this is (its position), so that one record listed under
+    /// two keys that happen to be equal is not mistaken for two records.
+    pub record: usize,
+    /// How the record names itself in a message: `user 7c6d...`.
+    pub label: String,
+    /// Which field `key` came from: `id`, `identifier`.
+    pub field: &'static str,
+    pub account: ObservedAccount,
+}
+
+impl Listed {
+    /// A record listed by its id only.
+    pub fn by_id(record: usize, id: String, account: ObservedAccount) -> Self {
+        Listed {
+            label: format!("user {id}"),
+            key: id,
+            record,
+            field: "id",
+            account,
+        }
+    }
+}
+
 impl Observation {
-    /// Builds the observation of `accounts` from everything a provider listed, as
-    /// `(key, account)` pairs; listed accounts nobody asked for are dropped.
-    pub fn of_listed(
-        accounts: &[String],
-        listed: impl IntoIterator<Item = (String, ObservedAccount)>,
-    ) -> Self {
+    /// Builds the observation of `accounts` from everything a provider listed; listed
+    /// accounts nobody asked for are dropped. A key that two different records carry
+    /// (one id listed twice, or status-api's id of one user that is another's identifier)
+    /// is ambiguous: that account becomes a [`AccountObservation::Failed`] that says so,
+    /// whatever the statuses, so Roster never picks one and never writes to it.
+    pub fn of_listed(accounts: &[String], listed: impl IntoIterator<Item = Listed>) -> Self {
         let wanted: HashSet<&str> = accounts.iter().map(String::as_str).collect();
-        let accounts = listed
+        let mut found: HashMap<String, Vec<Listed>> = HashMap::new();
+        for entry in listed {
+            if !wanted.contains(entry.key.as_str()) {
+                continue;
+            }
+            let same_key = found.entry(entry.key.clone()).or_default();
+            if !same_key.iter().any(|e| e.record == entry.record) {
+                same_key.push(entry);
+            }
+        }
+        let accounts = found
             .into_iter()
-            .filter(|(key, _)| wanted.contains(key.as_str()))
-            .map(|(key, account)| (key, AccountObservation::Found(account)))
+            .filter_map(|(key, mut entries)| {
+                let observation = if entries.len() == 1 {
+                    AccountObservation::Found(entries.pop()?.account)
+                } else {
+                    AccountObservation::Failed(ambiguity(&key, &entries))
+                };
+                Some((key, observation))
+            })
             .collect();
         Observation { accounts }
     }
+}
+
+/// The message of an account whose key several listed records carry.
+fn ambiguity(key: &str, entries: &[Listed]) -> String {
+    let shown: Vec<String> = entries
+        .iter()
+        .take(4)
+        .map(|e| format!("the {} of {} ({})", e.field, e.label, e.account.status))
+        .collect();
+    let more = entries.len().saturating_sub(shown.len());
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    format!(
+        "ambiguous: {key:?} is {}{more} at the provider; Roster will not pick one or change it until the provider's data is fixed",
+        shown.join(" and ")
+    )
 }
 
 impl ObservedAccount {
@@ -188,6 +250,8 @@ pub enum ProviderError {
     },
     #[error("{instance}: response is missing or has an invalid field: {detail}")]
     InvalidResponse { instance: String, detail: String },
+    #[error("{instance}: the user list cannot be trusted, so this pass uses none of it: {detail}")]
+    Listing { instance: String, detail: String },
     #[error(transparent)]
     Http(#[from] HttpError),
 }
@@ -309,6 +373,7 @@ impl Connect<'_> {
             query,
             retry: http::RetryPolicy::default(),
             observer: self.observer.clone(),
+            ca_file: self.instance.ca_file.clone(),
         })
         .map_err(|e| ConnectError::Invalid {
             instance: self.instance.name.clone(),
@@ -354,24 +419,149 @@ where
 /// How many list pages of one instance are read at once.
 const PAGE_CONCURRENCY: usize = 4;
 
+/// The most list pages one pass reads from one instance (1,000,000 users at 100 a page).
+/// A provider that reports a larger total, or whose cursor does not end by then, is an
+/// instance error rather than a pass that never finishes.
+pub const MAX_PAGES: usize = 10_000;
+
+/// A fingerprint of a page's ids, to notice a server that ignores the offset or cursor
+/// and serves the same page again.
+pub(crate) fn page_fingerprint<'a>(ids: impl IntoIterator<Item = &'a str>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for id in ids {
+        id.hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
 /// Reads an offset-paged list. The first page tells the total and the page length the
-/// server grants; the remaining pages are then read concurrently. `fetch(offset, limit)`
-/// returns one page's items and the total. An exactly full last page costs no extra call.
-pub(crate) async fn offset_pages<T, F, Fut>(limit: usize, fetch: F) -> Result<Vec<T>, ProviderError>
+/// server grants; the remaining pages (at most [`MAX_PAGES`]) are then read a few at a
+/// time. `fetch(offset, limit)` returns one page's items and the total it reports; `id`
+/// names an item. An exactly full last page costs no extra call.
+///
+/// The provider's numbers are checked, never trusted: a total needing more than
+/// [`MAX_PAGES`] pages, a total that grows while the list is read, a page that repeats an
+/// earlier one, and records after a short page (the list shifted, so some could be
+/// missed) are instance errors. A total larger than the list (short or empty pages at
+/// the end) just ends the list.
+pub(crate) async fn offset_pages<T, F, Fut>(
+    instance: &str,
+    limit: usize,
+    id: fn(&T) -> &str,
+    fetch: F,
+) -> Result<Vec<T>, ProviderError>
 where
     F: Fn(usize, usize) -> Fut,
-    Fut: std::future::Future<Output = Result<(Vec<T>, usize), ProviderError>>,
+    Fut: std::future::Future<Output = Result<(Vec<T>, u64), ProviderError>>,
 {
+    use futures::stream::{self, StreamExt};
+    let listing = |detail: String| ProviderError::Listing {
+        instance: instance.to_string(),
+        detail,
+    };
     let (mut items, total) = fetch(0, limit).await?;
     let granted = items.len();
-    if granted == 0 || granted >= total {
+    if granted == 0 || u64::try_from(granted).map_or(true, |g| g >= total) {
         return Ok(items);
     }
-    let offsets: Vec<usize> = (granted..total).step_by(granted).collect();
-    for page in bounded(offsets, PAGE_CONCURRENCY, |offset| fetch(offset, granted)).await {
-        items.extend(page?.0);
+    let step = u64::try_from(granted).unwrap_or(u64::MAX);
+    let more_pages = (total - step).div_ceil(step);
+    if more_pages >= MAX_PAGES as u64 {
+        return Err(listing(format!(
+            "it reports {total} users, which would take {} pages of {granted}; Roster reads at most {MAX_PAGES} pages in a pass",
+            more_pages.saturating_add(1)
+        )));
+    }
+    let offsets: Vec<usize> = (1..=more_pages)
+        .filter_map(|n| usize::try_from(n).ok()?.checked_mul(granted))
+        .collect();
+    let mut seen = HashMap::new();
+    seen.insert(page_fingerprint(items.iter().map(id)), 0usize);
+    let mut short_at: Option<usize> = None;
+    let mut checked_after_short = 0;
+    let mut pages = stream::iter(offsets.into_iter().map(|offset| {
+        let page = fetch(offset, granted);
+        async move { (offset, page.await) }
+    }))
+    .buffered(PAGE_CONCURRENCY);
+    while let Some((offset, page)) = pages.next().await {
+        let (page, page_total) = page?;
+        if page_total > total {
+            return Err(listing(format!(
+                "its total grew from {total} to {page_total} while the list was read (at offset {offset}); the next pass will try again"
+            )));
+        }
+        if let Some(short) = short_at {
+            if !page.is_empty() {
+                return Err(listing(format!(
+                    "the page at offset {short} was short but the page at offset {offset} has users: the list shifted while it was read, so some users could be missed"
+                )));
+            }
+            // The list ended before the total said; check the pages already asked for,
+            // then stop rather than read every page of an inflated total.
+            checked_after_short += 1;
+            if checked_after_short >= PAGE_CONCURRENCY {
+                break;
+            }
+            continue;
+        }
+        if !page.is_empty() {
+            if let Some(earlier) = seen.insert(page_fingerprint(page.iter().map(id)), offset) {
+                return Err(listing(format!(
+                    "the page at offset {offset} repeats the page at offset {earlier}: the provider ignores the offset"
+                )));
+            }
+        }
+        if page.len() < granted {
+            short_at = Some(offset);
+        }
+        items.extend(page);
     }
     Ok(items)
+}
+
+/// Parses a provider's JSON answer. An error names the instance, what was being read and
+/// the path of the offending field (`records[3].enabled: invalid type...`), so a broken
+/// provider is easy to report.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    instance: &str,
+    what: &str,
+    body: &[u8],
+) -> Result<T, ProviderError> {
+    let invalid = |detail: String| ProviderError::InvalidResponse {
+        instance: instance.to_string(),
+        detail,
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        invalid(if path == "." {
+            format!("{what}: {inner}")
+        } else {
+            format!("{what}: field {path}: {inner}")
+        })
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| invalid(format!("{what}: {e}")))?;
+    Ok(value)
+}
+
+/// Why a write found the account already in the desired state. When an earlier attempt
+/// of this same call lost its answer, that attempt most likely made the change: saying
+/// "someone else" would send an operator hunting for a person who does not exist.
+pub(crate) fn already_note(
+    to: &Status,
+    earlier_attempt_unanswered: bool,
+    otherwise: &str,
+) -> String {
+    if earlier_attempt_unanswered {
+        format!("already {to}: an earlier attempt of this same call lost its answer and most likely applied it; the retry was told it was already done")
+    } else {
+        format!("already {to} {otherwise}")
+    }
 }
 
 /// Turns a non-2xx answer into an error: 404 names the account, anything else carries
@@ -393,5 +583,263 @@ pub(crate) fn api_error(
         instance: instance.to_string(),
         status,
         message: message(&response.body).unwrap_or_else(|| response.text_snippet()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A list of `len` users named `u0`, `u1`... served in pages, with the total `total`
+    /// reported on every page (or `total_at(offset)` when given), counting fetches.
+    struct FakeList {
+        len: usize,
+        total: fn(usize) -> u64,
+        fetches: AtomicUsize,
+    }
+
+    impl FakeList {
+        fn new(len: usize, total: fn(usize) -> u64) -> Self {
+            FakeList {
+                len,
+                total,
+                fetches: AtomicUsize::new(0),
+            }
+        }
+
+        async fn page(
+            &self,
+            offset: usize,
+            limit: usize,
+        ) -> Result<(Vec<String>, u64), ProviderError> {
+            self.fetches.fetch_add(1, Ordering::Relaxed);
+            let end = offset.saturating_add(limit).min(self.len);
+            let items = (offset.min(end)..end).map(|i| format!("u{i}")).collect();
+            Ok((items, (self.total)(offset)))
+        }
+    }
+
+    fn id(s: &String) -> &str {
+        s
+    }
+
+    async fn read(list: &FakeList, limit: usize) -> Result<Vec<String>, ProviderError> {
+        offset_pages("x", limit, id, |offset, limit| list.page(offset, limit)).await
+    }
+
+    #[tokio::test]
+    async fn honest_totals_read_every_page_once() {
+        let list = FakeList::new(250, |_| 250);
+        let items = read(&list, 100).await.unwrap();
+        assert_eq!(items.len(), 250);
+        assert_eq!(list.fetches.load(Ordering::Relaxed), 3);
+        let exact = FakeList::new(200, |_| 200);
+        assert_eq!(read(&exact, 100).await.unwrap().len(), 200);
+        assert_eq!(exact.fetches.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn a_huge_total_is_refused_before_reading_more() {
+        let list = FakeList::new(100, |_| u64::MAX);
+        let error = read(&list, 100).await.unwrap_err().to_string();
+        assert!(error.contains("18446744073709551615 users"), "{error}");
+        assert!(error.contains("at most 10000 pages"), "{error}");
+        assert_eq!(list.fetches.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn an_inflated_total_ends_at_the_short_page_with_few_extra_reads() {
+        // 150 users, but the total claims 900,000: the list ends at the short page.
+        let list = FakeList::new(150, |_| 900_000);
+        let items = read(&list, 100).await.unwrap();
+        assert_eq!(items.len(), 150);
+        assert!(list.fetches.load(Ordering::Relaxed) <= 2 + 2 * PAGE_CONCURRENCY);
+    }
+
+    #[tokio::test]
+    async fn a_growing_total_is_an_instance_error() {
+        let list = FakeList::new(1000, |offset| 300 + offset as u64);
+        let error = read(&list, 100).await.unwrap_err().to_string();
+        assert!(error.contains("total grew from 300"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_page_that_ignores_the_offset_is_an_instance_error() {
+        let fetch = |_offset: usize, _limit: usize| async {
+            Ok::<_, ProviderError>((vec!["a".to_string(), "b".to_string()], 10))
+        };
+        let error = offset_pages("x", 2, id, fetch)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("repeats the page at offset 0"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn records_after_a_short_page_are_an_instance_error() {
+        let fetch = |offset: usize, _limit: usize| async move {
+            let items = match offset {
+                0 => vec!["a".to_string(), "b".to_string()],
+                2 => vec!["c".to_string()],
+                _ => vec![format!("z{offset}"), format!("y{offset}")],
+            };
+            Ok::<_, ProviderError>((items, 6))
+        };
+        let error = offset_pages("x", 2, id, fetch)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("page at offset 2 was short"), "{error}");
+    }
+
+    fn account(status: &str) -> ObservedAccount {
+        ObservedAccount::new(Status::new(status))
+    }
+
+    #[test]
+    fn one_id_on_two_records_is_a_failed_entry_whatever_the_statuses() {
+        for (first, second) in [("active", "inactive"), ("inactive", "inactive")] {
+            let listed = vec![
+                Listed::by_id(0, "a".into(), account(first)),
+                Listed::by_id(1, "b".into(), account("active")),
+                Listed::by_id(2, "a".into(), account(second)),
+            ];
+            let wanted = vec!["a".to_string(), "b".to_string()];
+            let observation = Observation::of_listed(&wanted, listed);
+            let Some(AccountObservation::Failed(message)) = observation.accounts.get("a") else {
+                panic!(
+                    "expected a failed entry: {:?}",
+                    observation.accounts.get("a")
+                );
+            };
+            assert!(
+                message.starts_with("ambiguous: \"a\" is the id of user a ("),
+                "{message}"
+            );
+            assert!(
+                message.contains(&format!("({first})")) && message.contains(&format!("({second})")),
+                "{message}"
+            );
+            assert_eq!(
+                observation.accounts.get("b"),
+                Some(&AccountObservation::Found(account("active")))
+            );
+        }
+    }
+
+    #[test]
+    fn unwanted_duplicates_are_ignored_and_one_record_under_one_key_twice_is_found() {
+        let listed = vec![
+            Listed::by_id(0, "x".into(), account("active")),
+            Listed::by_id(1, "x".into(), account("inactive")),
+            Listed::by_id(2, "a".into(), account("active")),
+            Listed {
+                key: "a".into(),
+                record: 2,
+                label: "user a".into(),
+                field: "identifier",
+                account: account("active"),
+            },
+        ];
+        let observation = Observation::of_listed(&["a".to_string()], listed);
+        assert_eq!(observation.accounts.len(), 1);
+        assert_eq!(
+            observation.accounts.get("a"),
+            Some(&AccountObservation::Found(account("active")))
+        );
+    }
+
+    #[test]
+    fn the_lost_reply_note_does_not_blame_someone_else() {
+        let lost = already_note(&Status::inactive(), true, "(changed by someone else)");
+        assert!(
+            lost.contains("an earlier attempt of this same call"),
+            "{lost}"
+        );
+        assert!(!lost.contains("someone else"), "{lost}");
+        let raced = already_note(&Status::inactive(), false, "(changed by someone else)");
+        assert_eq!(raced, "already inactive (changed by someone else)");
+    }
+}
+
+/// Hostile list pages for the adapters' property tests: a valid page template whose
+/// fields are dropped, replaced by huge, negative, fractional or stringly numbers, wrong
+/// types or deep nesting, and whose arrays have records duplicated.
+#[cfg(test)]
+pub(crate) mod hostile {
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    /// Cases per adapter; each runs in well under a second in a debug build.
+    pub const CASES: u32 = 400;
+
+    fn deep(depth: usize) -> Value {
+        (0..depth).fold(json!(1), |inner, _| json!([inner]))
+    }
+
+    fn leaf() -> BoxedStrategy<Value> {
+        prop_oneof![
+            Just(json!(u64::MAX)),
+            Just(json!(i64::MIN)),
+            Just(json!(-1)),
+            Just(json!(1e308)),
+            Just(json!(2.5)),
+            Just(json!("18446744073709551616000")),
+            Just(json!("-5")),
+            Just(json!("")),
+            Just(json!("7")),
+            Just(Value::Null),
+            Just(json!(true)),
+            Just(json!([])),
+            Just(json!({})),
+            Just(deep(40)),
+            Just(json!("x".repeat(5000))),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(|n| Value::String(n.to_string())),
+        ]
+        .boxed()
+    }
+
+    /// Mutations of `template`, kept valid often enough that the happy path runs too.
+    pub fn page(template: Value) -> BoxedStrategy<Value> {
+        let structured = match template {
+            Value::Object(map) => {
+                let fields: Vec<BoxedStrategy<Option<(String, Value)>>> = map
+                    .into_iter()
+                    .map(|(key, value)| {
+                        prop_oneof![
+                            12 => page(value).prop_map(move |v| Some((key.clone(), v))),
+                            1 => Just(None),
+                        ]
+                        .boxed()
+                    })
+                    .collect();
+                fields
+                    .prop_map(|fields| Value::Object(fields.into_iter().flatten().collect()))
+                    .boxed()
+            }
+            Value::Array(items) => {
+                let items: Vec<BoxedStrategy<Value>> = items.into_iter().map(page).collect();
+                (items, any::<bool>())
+                    .prop_map(|(mut items, duplicate)| {
+                        if duplicate {
+                            items.extend(items.clone());
+                        }
+                        Value::Array(items)
+                    })
+                    .boxed()
+            }
+            other => Just(other).boxed(),
+        };
+        prop_oneof![8 => structured, 1 => leaf()].boxed()
+    }
+
+    /// Checks what every adapter promises about a page it could not parse: an error
+    /// that names the instance, never a panic.
+    pub fn assert_clear(error: &super::ProviderError) {
+        let message = error.to_string();
+        assert!(message.starts_with("x: "), "{message}");
+        assert!(message.len() > 10, "{message}");
     }
 }

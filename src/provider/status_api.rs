@@ -3,8 +3,8 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    api_error, offset_pages, Connect, ConnectError, KindSpec, Observation, ObservedAccount,
-    Provider, ProviderError, Setting, WriteAccess, WriteOutcome,
+    api_error, offset_pages, parse_json, Connect, ConnectError, KindSpec, Listed, Observation,
+    ObservedAccount, Provider, ProviderError, Setting, WriteAccess, WriteOutcome,
 };
 use crate::plan::Change;
 use crate::status::Status;
@@ -47,7 +47,7 @@ struct StatusApi {
 #[derive(Deserialize)]
 struct Page {
     data: Vec<User>,
-    total: usize,
+    total: u64,
 }
 
 #[derive(Deserialize)]
@@ -79,15 +79,14 @@ impl StatusApi {
         &self,
         offset: usize,
         per_page: usize,
-    ) -> Result<(Vec<User>, usize), ProviderError> {
-        let page = offset / per_page.max(1) + 1;
+    ) -> Result<(Vec<User>, u64), ProviderError> {
+        let page = (offset / per_page.max(1)).saturating_add(1);
         let request = ApiRequest::get(&["users"])
             .query("page", page)
             .query("per_page", per_page);
         let response = self.http.read(request).await?;
         self.expect_success(&response, "users")?;
-        let page: Page = response.json(self.instance())?;
-        Ok((page.data, page.total))
+        parse_page(self.instance(), &response.body)
     }
 
     fn expect_success(&self, response: &ApiResponse, account: &str) -> Result<(), ProviderError> {
@@ -101,19 +100,48 @@ impl StatusApi {
     }
 }
 
+/// Parses one list page: its users and `total`.
+fn parse_page(instance: &str, body: &[u8]) -> Result<(Vec<User>, u64), ProviderError> {
+    let page: Page = parse_json(instance, "list page", body)?;
+    Ok((page.data, page.total))
+}
+
+/// Every key a listed user may be named by: its `id`, and its `identifier` when it has
+/// one. A key two users share is then ambiguous (see [`Observation::of_listed`]).
+fn listed(users: Vec<User>) -> impl Iterator<Item = Listed> {
+    users.into_iter().enumerate().flat_map(|(record, user)| {
+        let account = ObservedAccount::new(Status::new(user.status));
+        let label = format!("user {}", user.id);
+        let by_identifier = user.identifier.map(|identifier| Listed {
+            key: identifier,
+            record,
+            label: label.clone(),
+            field: "identifier",
+            account: account.clone(),
+        });
+        std::iter::once(Listed {
+            key: user.id,
+            record,
+            label,
+            field: "id",
+            account,
+        })
+        .chain(by_identifier)
+    })
+}
+
 #[async_trait]
 impl Provider for StatusApi {
     async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
-        let users = offset_pages(PAGE_SIZE, |offset, limit| self.page(offset, limit)).await?;
+        let users = offset_pages(
+            self.instance(),
+            PAGE_SIZE,
+            |u: &User| &u.id,
+            |offset, limit| self.page(offset, limit),
+        )
+        .await?;
         // An account may be named by its uuid or by its identifier: list it under both.
-        let listed = users.into_iter().flat_map(|user| {
-            let account = ObservedAccount::new(Status::new(user.status));
-            let by_identifier = user
-                .identifier
-                .map(|identifier| (identifier, account.clone()));
-            std::iter::once((user.id, account)).chain(by_identifier)
-        });
-        Ok(Observation::of_listed(accounts, listed))
+        Ok(Observation::of_listed(accounts, listed(users)))
     }
 
     async fn set_status(
@@ -131,5 +159,50 @@ impl Provider for StatusApi {
         Ok(WriteOutcome::Applied {
             http_status: response.status.as_u16(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::hostile;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: hostile::CASES, ..Default::default() })]
+        /// Mutated and hostile pages never panic; what cannot be used is a clear error.
+        #[test]
+        fn hostile_pages_never_panic(page in hostile::page(serde_json::json!({"data": [
+            {"id": "u1", "identifier": "bob", "status": "active"},
+            {"id": "bob", "identifier": "ann", "status": "inactive"}],
+            "page": 1, "per_page": 100, "total": 2}))) {
+            let body = serde_json::to_vec(&page).unwrap();
+            match parse_page("x", &body) {
+                Ok((users, _total)) => {
+                    let wanted = vec!["bob".to_string(), "u1".to_string(), "ann".to_string()];
+                    let _ = Observation::of_listed(&wanted, listed(users));
+                }
+                Err(e) => hostile::assert_clear(&e),
+            }
+        }
+
+        /// Arbitrary bytes are an error too, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let body: Vec<u8> = body;
+            match parse_page("x", &body) {
+                Ok((users, _total)) => {
+                    let wanted = vec!["bob".to_string(), "u1".to_string(), "ann".to_string()];
+                    let _ = Observation::of_listed(&wanted, listed(users));
+                }
+                Err(e) => hostile::assert_clear(&e),
+            }
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let body = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        let error = parse_page("x", body.as_bytes()).err().unwrap();
+        hostile::assert_clear(&error);
     }
 }

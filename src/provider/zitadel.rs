@@ -7,8 +7,9 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    api_error, offset_pages, Connect, ConnectError, KindSpec, Observation, ObservedAccount,
-    Provider, ProviderError, Refusal, RefusalScope, Setting, WriteAccess, WriteOutcome,
+    already_note, api_error, offset_pages, parse_json, Connect, ConnectError, KindSpec, Listed,
+    Observation, ObservedAccount, Provider, ProviderError, Refusal, RefusalScope, Setting,
+    WriteAccess, WriteOutcome,
 };
 use crate::plan::Change;
 use crate::status::Status;
@@ -97,7 +98,7 @@ impl Zitadel {
         self.http.instance()
     }
 
-    async fn page(&self, offset: usize, limit: usize) -> Result<(Vec<User>, usize), ProviderError> {
+    async fn page(&self, offset: usize, limit: usize) -> Result<(Vec<User>, u64), ProviderError> {
         let request = ApiRequest::new(Method::POST, &[USERS, &["_search"]].concat())
             .query("query.offset", offset)
             .query("query.limit", limit)
@@ -106,17 +107,7 @@ impl Zitadel {
         if !response.is_success() {
             return Err(self.error(&response, "users"));
         }
-        let page: SearchResponse = response.json(self.instance())?;
-        let total = page.details.total_result.parse::<usize>().map_err(|_| {
-            ProviderError::InvalidResponse {
-                instance: self.instance().to_string(),
-                detail: format!(
-                    "details.totalResult is not a number: {:?}",
-                    page.details.total_result
-                ),
-            }
-        })?;
-        Ok((page.result, total))
+        parse_page(self.instance(), &response.body)
     }
 
     async fn read_one(&self, id: &str) -> Result<User, ProviderError> {
@@ -136,6 +127,27 @@ impl Zitadel {
                 .map(|b| b.message)
         })
     }
+}
+
+/// Parses one search page: its users and `details.totalResult` (a string of digits).
+fn parse_page(instance: &str, body: &[u8]) -> Result<(Vec<User>, u64), ProviderError> {
+    let invalid = |detail: String| ProviderError::InvalidResponse {
+        instance: instance.to_string(),
+        detail,
+    };
+    let page: SearchResponse = parse_json(instance, "search page", body)?;
+    let total = page.details.total_result.trim();
+    let total = total.parse::<u64>().map_err(|_| {
+        invalid(format!(
+            "details.totalResult is not a whole number of users: {:?}",
+            page.details
+                .total_result
+                .chars()
+                .take(40)
+                .collect::<String>()
+        ))
+    })?;
+    Ok((page.result, total))
 }
 
 /// Maps a ZITADEL state to a status; anything but active/inactive is shown as it is
@@ -169,11 +181,17 @@ fn observed(state: &str) -> ObservedAccount {
 #[async_trait]
 impl Provider for Zitadel {
     async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
-        let users = offset_pages(PAGE_SIZE, |offset, limit| self.page(offset, limit)).await?;
-        let listed = users.into_iter().map(|user| {
-            let account = observed(&user.state);
-            (user.id, account)
-        });
+        let users = offset_pages(
+            self.instance(),
+            PAGE_SIZE,
+            |u: &User| &u.id,
+            |offset, limit| self.page(offset, limit),
+        )
+        .await?;
+        let listed = users
+            .into_iter()
+            .enumerate()
+            .map(|(record, user)| Listed::by_id(record, user.id, observed(&user.state)));
         Ok(Observation::of_listed(accounts, listed))
     }
 
@@ -204,13 +222,52 @@ impl Provider for Zitadel {
             if now.status == change.to {
                 return Ok(WriteOutcome::AlreadyConverged {
                     http_status,
-                    note: format!(
-                        "already {} when the write landed (changed by someone else since the read)",
-                        change.to
+                    note: already_note(
+                        &change.to,
+                        response.earlier_attempt_unanswered,
+                        "when the write landed (changed by someone else since the read)",
                     ),
                 });
             }
         }
         Err(self.error(&response, &change.account_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::hostile;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: hostile::CASES, ..Default::default() })]
+        /// Mutated and hostile pages never panic; what cannot be used is a clear error.
+        #[test]
+        fn hostile_pages_never_panic(page in hostile::page(serde_json::json!({"details": {"totalResult": "2", "appliedLimit": "100"}, "result": [
+            {"id": "1", "state": "USER_STATE_ACTIVE", "username": "x"},
+            {"id": "2", "state": "USER_STATE_LOCKED"}]}))) {
+            let body = serde_json::to_vec(&page).unwrap();
+            match parse_page("x", &body) {
+                Ok((users, _total)) => { for user in &users { let _ = observed(&user.state); } }
+                Err(e) => hostile::assert_clear(&e),
+            }
+        }
+
+        /// Arbitrary bytes are an error too, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let body: Vec<u8> = body;
+            match parse_page("x", &body) {
+                Ok((users, _total)) => { for user in &users { let _ = observed(&user.state); } }
+                Err(e) => hostile::assert_clear(&e),
+            }
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let body = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+        let error = parse_page("x", body.as_bytes()).err().unwrap();
+        hostile::assert_clear(&error);
     }
 }
