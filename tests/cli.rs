@@ -829,7 +829,11 @@ async fn audit_log_metrics_and_daemon_log_hold_no_secret() {
         "the ghost account is an error: {applied:?}"
     );
     let lines = std::fs::read_to_string(&audit).expect("audit log");
-    assert_eq!(lines.lines().count(), 2, "{lines}");
+    assert_eq!(
+        lines.lines().count(),
+        4,
+        "an intent and an outcome line for each of two writes: {lines}"
+    );
     assert_no_secrets(&world, &lines);
 
     let mut child = world
@@ -1005,7 +1009,7 @@ async fn the_readme_tour_runs_as_written() {
     );
     assert_eq!(
         stdout.lines().last(),
-        Some("2"),
-        "two audit lines: {stdout}"
+        Some("4"),
+        "an intent and an outcome line for each of two writes: {stdout}"
     );
 }

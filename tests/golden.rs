@@ -314,6 +314,7 @@ fn small_apply() -> ApplyReport {
             message: "token request failed: HTTP 401".into(),
         }],
         not_attempted: 0,
+        audit_error: None,
     }
 }
 

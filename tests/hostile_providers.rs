@@ -145,7 +145,11 @@ async fn a_zitadel_write_whose_answer_was_lost_is_reported_as_ours() {
     .await;
     assert_eq!(run.code, 0, "{run:?}");
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
-    let line: serde_json::Value = serde_json::from_str(audit.trim()).unwrap();
+    let line: serde_json::Value = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["event"] == "outcome")
+        .unwrap_or_else(|| panic!("no outcome line: {audit}"));
     assert_eq!(line["outcome"], "already_converged", "{audit}");
     let everything = format!("{}{}{audit}", run.stdout, run.stderr);
     assert!(
@@ -341,7 +345,11 @@ async fn an_acronis_write_whose_answer_was_lost_is_reported_as_ours_and_an_absur
     .await;
     assert_eq!(run.code, 0, "{run:?}");
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
-    let line: serde_json::Value = serde_json::from_str(audit.trim()).unwrap();
+    let line: serde_json::Value = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["event"] == "outcome")
+        .unwrap_or_else(|| panic!("no outcome line: {audit}"));
     assert_eq!(line["outcome"], "already_converged", "{audit}");
     let everything = format!("{}{}{audit}", run.stdout, run.stderr);
     assert!(

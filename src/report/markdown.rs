@@ -387,6 +387,13 @@ pub fn apply_markdown(report: &ApplyReport) -> String {
         "<!-- roster-apply -->\n## Roster apply\n\n{}\n\n",
         verdict::apply_verdict(report, &STYLE)
     );
+    if let Some(error) = &report.audit_error {
+        let _ = write!(
+            preamble,
+            "**Audit log failed:** {}; no write call was made after that.\n\n",
+            md(error)
+        );
+    }
     if report.not_attempted > 0 {
         let _ = write!(
             preamble,

@@ -220,8 +220,15 @@ pub fn apply_text(report: &ApplyReport) -> String {
         }
         grid.write(&mut out);
     }
-    if !report.refused.is_empty() || report.not_attempted > 0 {
+    if !report.refused.is_empty() || report.not_attempted > 0 || report.audit_error.is_some() {
         out.push('\n');
+    }
+    if let Some(error) = &report.audit_error {
+        let _ = writeln!(
+            out,
+            "Audit log failed: {}; no write call was made after that.",
+            t(error)
+        );
     }
     for g in &report.refused {
         let _ = writeln!(
