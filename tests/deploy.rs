@@ -596,6 +596,32 @@ async fn init_writes_a_folder_that_validates_and_plans_against_the_simulator() {
         serde_json::json!([{"provider": "helpdesk", "user": "georg", "account_id": "georg.petrov", "from": "active", "to": "inactive"}])
     );
     assert_eq!(plan["in_sync"], 1);
+
+    // The comment the CI kits post starts with the marker line they look for.
+    let mut command = roster();
+    command
+        .args(["plan", "--format", "markdown"])
+        .arg(&folder)
+        .env("HELPDESK_TOKEN", "sim-token");
+    let output = tokio::task::spawn_blocking(move || run(&mut command))
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let marker = text(&output.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(marker, "<!-- roster-plan -->");
+    for kit in ["github-actions/roster.yml", "gitlab/.gitlab-ci.yml"] {
+        let source = std::fs::read_to_string(deploy_dir().join(kit)).unwrap();
+        assert!(
+            (source.contains(&format!("const marker = '{marker}';"))
+                && source.contains("c.body.startsWith(marker)"))
+                || source.contains(&format!("startswith(\"{marker}\")")),
+            "{kit} does not look for {marker}"
+        );
+    }
     assert_eq!(sim.write_count(), 0);
 }
 
