@@ -2,8 +2,8 @@
 //! YAML file parses, every `roster` command line found in the kits (read from the files,
 //! not from a list kept here) uses only flags the built binary accepts, the tools that
 //! are installed here (kubectl/kustomize, systemd-analyze, hadolint, action-validator,
-//! shells) accept the
-//! files, and `roster init` / `roster completions` do what the README says.
+//! shells) accept the files, and `roster init` / `roster completions` do what the
+//! README says. A test whose tool is absent says so and passes.
 
 use roster::simulator::{SimConfig, SimKind, SimUser, Simulator};
 use std::collections::{BTreeMap, BTreeSet};
