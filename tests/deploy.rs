@@ -415,6 +415,13 @@ fn the_kubernetes_overlay_renders_with_kustomize() {
             );
         }
     }
+    let pdb = docs
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("PodDisruptionBudget"))
+        .expect("a PodDisruptionBudget");
+    let selector = &deployment["spec"]["selector"]["matchLabels"];
+    assert!(selector.as_hash().is_some_and(|m| !m.is_empty()));
+    assert_eq!(&pdb["spec"]["selector"]["matchLabels"], selector);
     let pod = &deployment["spec"]["template"]["spec"];
     let containers = pod["containers"].as_vec().unwrap();
     let roster_container = containers
