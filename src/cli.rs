@@ -22,7 +22,15 @@ mod validate;
 #[command(
     name = "roster",
     version,
-    about = "Reconcile SaaS account statuses with a folder of YAML files"
+    about = "Reconcile SaaS account statuses with a folder of YAML files",
+    after_help = "Examples:
+  roster demo                                    # see it work: simulators, no configuration
+  roster init && roster validate                 # a first ./desired-state folder
+  roster plan --detailed-exitcode                # what would change; exit 2 when something would
+  roster apply --audit-log audit.jsonl           # one pass
+  roster run --listen 127.0.0.1:9464             # the daemon
+
+Each command's --help ends with its own examples."
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -109,7 +109,12 @@ fn flag_name(token: &str) -> Option<String> {
 /// subcommand or a flag; its flags run up to the next shell operator or comment.
 fn shell_invocations(shell: &str) -> Vec<Invocation> {
     let joined = shell.replace("\\\n", " ");
-    let tokens: Vec<&str> = joined.split_whitespace().collect();
+    joined.lines().flat_map(line_invocations).collect()
+}
+
+/// The `roster` command lines of one shell line (continuations already joined).
+fn line_invocations(line: &str) -> Vec<Invocation> {
+    let tokens: Vec<&str> = line.split_whitespace().collect();
     let mut found = Vec::new();
     for (i, token) in tokens.iter().enumerate() {
         let word = token.trim_matches(|c| c == '"' || c == '\'');
@@ -294,6 +299,14 @@ fn the_flag_check_finds_a_flag_the_binary_lacks() {
             flags: vec!["--format".into(), "--no-such-flag".into()],
         }]
     );
+    // A new line (or `&&`) ends a command line: flags are never carried to the one before.
+    let found_lines =
+        shell_invocations("roster validate a && roster plan a\nroster init --force\n");
+    let flags: Vec<(&str, usize)> = found_lines
+        .iter()
+        .map(|i| (i.subcommand.as_str(), i.flags.len()))
+        .collect();
+    assert_eq!(flags, [("validate", 0), ("plan", 0), ("init", 1)]);
     let mut cache = BTreeMap::new();
     assert_eq!(
         unknown_flags("inline", &found, &mut cache),
@@ -700,15 +713,35 @@ fn completions_are_scripts_each_shell_accepts() {
 }
 
 #[test]
-fn every_command_help_shows_examples() {
-    for subcommand in SUBCOMMANDS {
-        let output = run(roster().args([subcommand, "--help"]));
+fn every_command_help_shows_examples_that_use_real_flags() {
+    let mut cache = BTreeMap::new();
+    let mut unknown = Vec::new();
+    for subcommand in SUBCOMMANDS.iter().copied().chain([""]) {
+        let mut command = roster();
+        if !subcommand.is_empty() {
+            command.arg(subcommand);
+        }
+        let output = run(command.arg("--help"));
         assert!(output.status.success());
         let help = text(&output.stdout);
-        assert!(
-            help.contains("\nExample"),
-            "roster {subcommand} --help:\n{help}"
-        );
-        assert!(help.contains(&format!("roster {subcommand}")), "{help}");
+        let examples = help
+            .split_once("\nExample")
+            .map(|(_, examples)| examples)
+            .unwrap_or_else(|| panic!("roster {subcommand} --help has no examples:\n{help}"));
+        let found = shell_invocations(examples);
+        assert!(!found.is_empty(), "roster {subcommand} --help:\n{help}");
+        if !subcommand.is_empty() {
+            assert!(found.iter().any(|i| i.subcommand == subcommand), "{help}");
+        }
+        unknown.extend(unknown_flags(
+            &format!("roster {subcommand} --help"),
+            &found,
+            &mut cache,
+        ));
     }
+    assert!(
+        unknown.is_empty(),
+        "examples with flags roster does not accept:\n{}",
+        unknown.join("\n")
+    );
 }
