@@ -14,13 +14,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod completions;
+mod init;
 mod validate;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "roster",
     version,
-    about = "Reconcile SaaS account statuses with a folder of YAML files"
+    about = "Reconcile SaaS account statuses with a folder of YAML files",
+    after_help = "Examples:
+  roster demo                                    # see it work: simulators, no configuration
+  roster init && roster validate                 # a first ./desired-state folder
+  roster plan --detailed-exitcode                # what would change; exit 2 when something would
+  roster apply --audit-log audit.jsonl           # one pass
+  roster run --listen 127.0.0.1:9464             # the daemon
+
+Each command's --help ends with its own examples."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -43,18 +53,73 @@ pub enum LogFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Load and check the folder; no network, no secrets. Exit 0 valid, 1 invalid.
+    #[command(after_help = "Examples:
+  roster validate                                # ./desired-state
+  roster validate --format github desired-state  # annotations on a pull request
+  roster validate --format json desired-state    # {\"valid\": ..., \"errors\": [...]}")]
     Validate(ValidateArgs),
     /// Read live state and print the changes a reconcile would make; never writes.
+    #[command(after_help = "Examples:
+  roster plan                                    # ./desired-state, every instance
+  roster plan --provider helpdesk                # one instance (repeatable)
+  roster plan --format markdown --detailed-exitcode > plan.md   # a pull-request comment; exit 2: changes pending
+  roster plan --format json | jq '.changes[]'")]
     Plan(PlanArgs),
     /// One reconcile pass, then a summary. Exit 0 converged, 1 error, 3 guard refused.
+    #[command(after_help = "Examples:
+  roster apply --audit-log audit.jsonl           # one pass, every write recorded
+  roster apply --provider helpdesk               # one instance (repeatable)
+  roster apply --max-changes 100                 # a reviewed bulk offboarding
+  roster apply --format markdown > summary.md")]
     Apply(ApplyArgs),
     /// The daemon: reconcile at start, on every folder change and every --interval;
     /// serve /healthz, /readyz and /metrics. Exit 0 after SIGTERM or SIGINT.
+    #[command(after_help = "Examples:
+  roster run --interval 5m --listen 127.0.0.1:9464 --audit-log audit.jsonl
+  roster run /git/desired-state/desired-state --listen 0.0.0.0:9464 --log-format json   # in a container
+  roster run --provider atlan --provider zitadel  # one shard of the instances")]
     Run(RunArgs),
     /// Start simulators for every provider kind on loopback, then plan, apply, plan again.
+    #[command(after_help = "Example:
+  roster demo                                    # no configuration, no secrets, no network")]
     Demo,
     /// Run one built-in provider simulator on loopback, for trying Roster by hand.
+    #[command(after_help = "Examples:
+  roster simulate --kind status-api              # 127.0.0.1:8080, token sim-token (what `roster init` expects)
+  roster simulate --kind atlan --users 20000 --port 0 --page-size 100")]
     Simulate(SimulateArgs),
+    /// Write an example folder (providers.yaml and one user file) that validates and
+    /// plans against `roster simulate --kind status-api`. Never overwrites without --force.
+    #[command(after_help = "Examples:
+  roster init                                    # ./desired-state
+  roster init my-folder && roster validate my-folder
+  roster init --force                            # replace the two example files")]
+    Init(InitArgs),
+    /// Print the shell completion script for bash, zsh or fish to stdout.
+    #[command(after_help = "Examples:
+  roster completions bash > ~/.local/share/bash-completion/completions/roster
+  roster completions zsh > \"${fpath[1]}/_roster\"
+  roster completions fish > ~/.config/fish/completions/roster.fish")]
+    Completions(CompletionsArgs),
+}
+
+/// Arguments of `roster init`.
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// The folder to create (or fill).
+    #[arg(default_value = "desired-state")]
+    pub dir: PathBuf,
+    /// Overwrite providers.yaml and people.yaml when they exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Arguments of `roster completions`.
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell: bash, zsh or fish (elvish and powershell work too).
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug)]
@@ -244,6 +309,17 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Simulate(args) => runtime()?.block_on(simulate(args)),
+        Command::Init(args) => {
+            let written = init::write_folder(&args.dir, args.force)?;
+            print(&init::next_steps(&args.dir, &written))?;
+            Ok(0)
+        }
+        Command::Completions(args) => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&completions::script(args.shell))?;
+            stdout.flush()?;
+            Ok(0)
+        }
     }
 }
 
