@@ -2,10 +2,14 @@
 //! as one unit. A folder with any problem yields no model at all, so nothing ever acts
 //! on part of a folder.
 
+mod folder;
 mod load;
+mod secrets;
+mod text;
 mod yaml;
 
-pub use load::load;
+pub use folder::{MAX_DEPTH, MAX_ENTRIES, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
+pub use load::{load, load_files};
 
 use crate::provider::KindSpec;
 use crate::status::Status;

@@ -1,6 +1,7 @@
 //! Small helpers over `marked_yaml` nodes that turn every shape mistake into a
 //! [`Problem`] with the file, line and column of the offending key or value.
 
+use super::secrets::looks_like_secret;
 use super::{Location, Problem};
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 use marked_yaml::{Node, Span};
@@ -49,7 +50,15 @@ impl FileReader<'_> {
     /// Reports every key of `map` that is not in `allowed`, with a "did you mean".
     pub fn check_keys(&mut self, map: &MarkedMappingNode, allowed: &[&str], what: &str) {
         for key in map.keys() {
-            if !allowed.contains(&key.as_str()) {
+            if allowed.contains(&key.as_str()) {
+                continue;
+            }
+            if let Some(looks) = looks_like_secret(key.as_str(), false) {
+                self.problem(
+                    key.span(),
+                    format!("unknown key in {what}: it looks like {looks}, so it is not shown; if it is a real secret, revoke it, since it is now in this file's history"),
+                );
+            } else {
                 let hint = suggest(key.as_str(), allowed)
                     .map(|s| format!(" (did you mean '{s}'?)"))
                     .unwrap_or_else(|| format!(" (expected one of: {})", allowed.join(", ")));
