@@ -208,15 +208,7 @@ fn check(metadata: &Metadata, limit: u64) -> Result<(), ReadError> {
 pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     let before = fs::metadata(path).map_err(|e| ReadError::from_open(path, e))?;
     check(&before, limit)?;
-    // O_NONBLOCK: should the path have become a FIFO since the check, the open returns
-    // at once instead of waiting for a writer; fstat below then refuses it.
-    let file = File::options()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| ReadError::from_open(path, e))?;
-    let opened = file.metadata()?;
-    check(&opened, limit)?;
+    let (file, opened) = open_checked(path, limit)?;
     let mut bytes = Vec::with_capacity(usize::try_from(opened.len()).unwrap_or(0));
     // A file that grows after the fstat is still cut off one byte past the limit.
     file.take(limit + 1).read_to_end(&mut bytes)?;
@@ -226,6 +218,21 @@ pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
         });
     }
     Ok(bytes)
+}
+
+/// Opens `path` without ever blocking and checks the opened handle itself (`fstat`),
+/// so that whatever the path names by now, only a regular file within `limit` is kept.
+fn open_checked(path: &Path, limit: u64) -> Result<(File, Metadata), ReadError> {
+    // O_NONBLOCK: should the path have become a FIFO since the check, the open returns
+    // at once instead of waiting for a writer; fstat below then refuses it.
+    let file = File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| ReadError::from_open(path, e))?;
+    let opened = file.metadata()?;
+    check(&opened, limit)?;
+    Ok((file, opened))
 }
 
 /// One YAML file of the folder: its path relative to the root, and its bytes.
@@ -435,6 +442,30 @@ mod tests {
         assert_eq!(names.show(Path::new("a\nb.yaml")), "dir/a\\nb.yaml");
         assert_eq!(names.show(Path::new("")), "dir");
         assert_eq!(Names::new(Path::new(".")).show(Path::new("x")), "x");
+    }
+
+    #[test]
+    fn a_fifo_swapped_in_after_the_check_is_opened_without_blocking_and_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("swapped.yaml");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        // No writer ever opens the FIFO: a blocking open would never return, so the
+        // open runs on a thread and the test fails after 20 s instead of hanging.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(open_checked(&path, MAX_FILE_BYTES).map(|_| ()));
+        });
+        let result = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the open blocked");
+        assert!(matches!(
+            result,
+            Err(ReadError::NotRegular("a named pipe (FIFO)"))
+        ));
     }
 
     #[test]

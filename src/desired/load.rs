@@ -153,7 +153,11 @@ fn validate(
             .map(|node| read_providers(&node, &providers_file, &mut problems))
             .unwrap_or_default(),
         None => {
-            if !problems.iter().any(|p| p.location.file == providers_file) {
+            // Not when reading it failed, or a limit stopped the walk before it.
+            let explained = problems
+                .iter()
+                .any(|p| p.location.file == providers_file || p.location.file == names.root());
+            if !explained {
                 problems.push(problem_at(
                     providers_file.clone(),
                     "file not found: the folder must define its provider instances in providers.yaml",

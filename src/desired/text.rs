@@ -46,7 +46,7 @@ fn forbidden(c: char) -> Option<&'static str> {
         '\u{1}'..='\u{1f}' | '\u{7f}' => Some("a control character"),
         '\u{80}'..='\u{9f}' => Some("a C1 control character"),
         '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
-            Some("a bidirectional override (it makes the text read differently from what it is)")
+            Some("a bidirectional control character")
         }
         '\u{feff}' => Some("a byte-order mark inside the file"),
         '\u{fffe}' | '\u{ffff}' => Some("a non-character"),
@@ -199,7 +199,7 @@ mod tests {
             (
                 "bidi override",
                 "a: \u{202e}x".as_bytes(),
-                Err("f.yaml:1:4: a bidirectional override (it makes the text read differently from what it is) (U+202E) is not allowed in a desired-state file: remove it"),
+                Err("f.yaml:1:4: a bidirectional control character (U+202E) is not allowed in a desired-state file: remove it"),
             ),
         ];
         for (what, bytes, expected) in cases {
