@@ -8,6 +8,9 @@ mod secrets;
 mod text;
 mod yaml;
 
+#[cfg(test)]
+mod proptests;
+
 pub use folder::{MAX_DEPTH, MAX_ENTRIES, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
 pub use load::{load, load_files};
 
