@@ -4,7 +4,7 @@
 use super::folder::{self, problem_at, NameClass, Names, RawFile, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
 use super::secrets::{looks_like_secret, valid_env_name};
 use super::text;
-use super::yaml::{suggest, FileReader};
+use super::yaml::{hidden_problems, suggest, FileReader, HIDDEN_SUFFIX, MAX_PROBLEMS_PER_FILE};
 use super::{
     Account, AuthConfig, DesiredState, InstanceConfig, InvalidFolder, Location, Problem,
     SecretSource, User,
@@ -213,6 +213,8 @@ fn validate(
         let key = |p: &Problem| {
             (
                 order.get(&p.location.file).copied().unwrap_or(usize::MAX),
+                // A file's "N more problems" line closes its problems.
+                p.message.ends_with(HIDDEN_SUFFIX),
                 p.location.line,
                 p.location.column,
             )
@@ -253,8 +255,8 @@ fn parse(text: &str, file: &str, problems: &mut Vec<Problem>) -> Option<Node> {
                 E::DuplicateKey(inner) => (
                     inner.key.span().start().copied(),
                     format!(
-                        "duplicate key '{}' (first defined on line {})",
-                        inner.key.as_str(),
+                        "duplicate key {} (first defined on line {})",
+                        quoted(inner.key.as_str()),
                         inner.prev_key.span().start().map(|m| m.line()).unwrap_or(0)
                     ),
                 ),
@@ -293,7 +295,7 @@ struct Instances {
 }
 
 fn read_providers(node: &Node, file: &str, problems: &mut Vec<Problem>) -> Instances {
-    let mut r = FileReader { file, problems };
+    let mut r = FileReader::new(file, problems);
     let mut instances = Instances::default();
     let Some(top) = r.mapping(node, "providers.yaml") else {
         return instances;
@@ -350,8 +352,8 @@ fn read_kind(r: &mut FileReader, map: &MarkedMappingNode, what: &str) -> Option<
         r.problem(
             kind.span(),
             format!(
-                "unknown kind '{}'{hint}; known kinds: {}",
-                kind.as_str(),
+                "unknown kind {}{hint}; known kinds: {}",
+                quoted(kind.as_str()),
                 names.join(", ")
             ),
         );
@@ -366,7 +368,7 @@ fn read_instance(
     kind: Option<&'static KindSpec>,
     what: &str,
 ) -> Option<InstanceConfig> {
-    let problems_before = r.problems.len();
+    let problems_before = r.count();
     if let Some(kind) = kind {
         let allowed: Vec<&str> = COMMON_INSTANCE_KEYS
             .iter()
@@ -453,7 +455,7 @@ fn read_instance(
             }
         }
     }
-    if r.problems.len() > problems_before {
+    if r.count() > problems_before {
         return None;
     }
     Some(InstanceConfig {
@@ -502,8 +504,8 @@ fn number(
             r.problem(
                 value.span(),
                 format!(
-                    "'{key}' of {what} must be {kind} from {min} to {max}, got '{}'",
-                    value.as_str()
+                    "'{key}' of {what} must be {kind} from {min} to {max}, got {}",
+                    quoted(value.as_str())
                 ),
             );
             None
@@ -659,6 +661,14 @@ fn secret_source(
     }
 }
 
+/// A value from the file for a message, in quotes, unless it looks like a secret.
+fn quoted(value: &str) -> String {
+    match looks_like_secret(value, false) {
+        Some(_) => "(not shown: it looks like a secret)".to_string(),
+        None => format!("'{value}'"),
+    }
+}
+
 /// The problem for a secret pasted where its name or path belongs. The value itself is
 /// never part of the message.
 fn pasted_secret(key: &str, what: &str, looks: &str, instead: &str) -> String {
@@ -677,7 +687,7 @@ fn read_users(
     names: &mut Vec<(String, Location)>,
     problems: &mut Vec<Problem>,
 ) {
-    let mut r = FileReader { file, problems };
+    let mut r = FileReader::new(file, problems);
     let Some(top) = r.mapping(node, "a user file") else {
         return;
     };
@@ -729,7 +739,7 @@ fn read_users(
 
 fn read_user(r: &mut FileReader, node: &Node, instances: &Instances) -> Option<User> {
     let map = r.mapping(node, "a user")?;
-    let problems_before = r.problems.len();
+    let problems_before = r.count();
     r.check_keys(map, USER_KEYS, "a user");
     let name = r
         .required(map, "name", "a user")
@@ -774,7 +784,7 @@ fn read_user(r: &mut FileReader, node: &Node, instances: &Instances) -> Option<U
             ),
         }
     }
-    if r.problems.len() > problems_before {
+    if r.count() > problems_before {
         return None;
     }
     Some(User {
@@ -901,8 +911,48 @@ fn read_account(
     })
 }
 
+/// Problems of a whole-folder check, at most [`MAX_PROBLEMS_PER_FILE`] per file; the
+/// rest are counted in one closing line per file when it is dropped.
+struct Capped<'a> {
+    problems: &'a mut Vec<Problem>,
+    per_file: BTreeMap<String, (usize, usize)>,
+}
+
+impl<'a> Capped<'a> {
+    fn new(problems: &'a mut Vec<Problem>) -> Capped<'a> {
+        Capped {
+            problems,
+            per_file: BTreeMap::new(),
+        }
+    }
+
+    fn push(&mut self, problem: Problem) {
+        let (shown, hidden) = self
+            .per_file
+            .entry(problem.location.file.clone())
+            .or_default();
+        if *shown < MAX_PROBLEMS_PER_FILE {
+            *shown += 1;
+            self.problems.push(problem);
+        } else {
+            *hidden += 1;
+        }
+    }
+}
+
+impl Drop for Capped<'_> {
+    fn drop(&mut self) {
+        for (file, (_, hidden)) in &self.per_file {
+            if *hidden > 0 {
+                self.problems.push(hidden_problems(file, *hidden));
+            }
+        }
+    }
+}
+
 /// A user name is used once across the folder.
 fn check_unique_names(names: &[(String, Location)], problems: &mut Vec<Problem>) {
+    let mut problems = Capped::new(problems);
     let mut first_use: HashMap<&str, &Location> = HashMap::new();
     for (name, location) in names {
         match first_use.get(name.as_str()) {
@@ -919,6 +969,7 @@ fn check_unique_names(names: &[(String, Location)], problems: &mut Vec<Problem>)
 
 /// A provider account (instance + id) is claimed by one user only.
 fn check_unique_accounts(users: &[User], problems: &mut Vec<Problem>) {
+    let mut problems = Capped::new(problems);
     let mut claimed: HashMap<(&str, &str), (&str, &Location)> = HashMap::new();
     for user in users {
         for account in &user.accounts {
@@ -1339,5 +1390,27 @@ providers:
         assert_eq!(on_disk, in_memory);
         assert_eq!(on_disk.len(), 2, "{on_disk:#?}");
         assert_eq!(on_disk[1], "leavers.YAML: '.YAML' is not read (only lower-case '.yaml' and '.yml' are), so the users in it would be ignored: rename it to 'leavers.yaml'");
+    }
+
+    #[test]
+    fn a_flood_of_problems_is_cut_per_file_and_counted() {
+        let flood = format!("users: [{}a]\n", "a,".repeat(149));
+        let dups = "users:\n".to_string() + &"  - name: d\n    status: active\n".repeat(102);
+        let problems =
+            load_folder(PROVIDERS, &[("flood.yaml", &flood), ("dups.yaml", &dups)]).unwrap_err();
+        assert_eq!(problems.len(), 202, "{problems:#?}");
+        assert_eq!(
+            problems[100],
+            "dups.yaml: 1 more problems in this file are not shown (at most 100 per file)"
+        );
+        assert!(
+            problems[101].starts_with("flood.yaml:1:9: a user must be a mapping"),
+            "{}",
+            problems[101]
+        );
+        assert_eq!(
+            problems[201],
+            "flood.yaml: 50 more problems in this file are not shown (at most 100 per file)"
+        );
     }
 }

@@ -6,13 +6,57 @@ use super::{Location, Problem};
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 use marked_yaml::{Node, Span};
 
+/// The most problems shown for one file; the rest are counted in one closing line. A
+/// hostile file (`users: [a,a,a,...]`) would otherwise yield millions of them.
+pub const MAX_PROBLEMS_PER_FILE: usize = 100;
+
 /// One file being read: its display path, and the problems found so far.
 pub struct FileReader<'a> {
     pub file: &'a str,
-    pub problems: &'a mut Vec<Problem>,
+    problems: &'a mut Vec<Problem>,
+    reported: usize,
+    hidden: usize,
 }
 
-impl FileReader<'_> {
+/// How the closing line of a file with hidden problems ends, so it sorts last.
+pub const HIDDEN_SUFFIX: &str = "per file)";
+
+/// The closing line for a file whose problems were cut at [`MAX_PROBLEMS_PER_FILE`].
+pub fn hidden_problems(file: &str, hidden: usize) -> Problem {
+    Problem {
+        location: Location {
+            file: file.to_string(),
+            ..Location::default()
+        },
+        message: format!(
+            "{hidden} more problems in this file are not shown (at most {MAX_PROBLEMS_PER_FILE} per file)"
+        ),
+    }
+}
+
+impl Drop for FileReader<'_> {
+    fn drop(&mut self) {
+        if self.hidden > 0 {
+            self.problems.push(hidden_problems(self.file, self.hidden));
+        }
+    }
+}
+
+impl<'a> FileReader<'a> {
+    pub fn new(file: &'a str, problems: &'a mut Vec<Problem>) -> FileReader<'a> {
+        FileReader {
+            file,
+            problems,
+            reported: 0,
+            hidden: 0,
+        }
+    }
+
+    /// Problems found in this file so far, shown or not.
+    pub fn count(&self) -> usize {
+        self.reported + self.hidden
+    }
+
     /// Where a node starts. A mapping's own span starts at its first value, so a
     /// mapping is located at its first key, where a reader looks for it.
     pub fn start(node: &Node) -> &Span {
@@ -40,6 +84,11 @@ impl FileReader<'_> {
     }
 
     pub fn problem(&mut self, span: &Span, message: impl Into<String>) {
+        if self.reported >= MAX_PROBLEMS_PER_FILE {
+            self.hidden += 1;
+            return;
+        }
+        self.reported += 1;
         let location = self.location(span);
         self.problems.push(Problem {
             location,
