@@ -4,7 +4,10 @@
 use super::folder::{self, problem_at, NameClass, Names, RawFile, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
 use super::secrets::{looks_like_secret, valid_env_name};
 use super::text;
-use super::yaml::{hidden_problems, suggest, FileReader, HIDDEN_SUFFIX, MAX_PROBLEMS_PER_FILE};
+use super::yaml::{
+    hidden_problems, past_value_limit, suggest, FileReader, HIDDEN_SUFFIX, MAX_PROBLEMS_PER_FILE,
+    MAX_VALUES_PER_FILE,
+};
 use super::{
     Account, AuthConfig, DesiredState, InstanceConfig, InvalidFolder, Location, Problem,
     SecretSource, User,
@@ -242,6 +245,17 @@ fn text_of<'b>(raw: &'b RawFile, file: &str, problems: &mut Vec<Problem>) -> Opt
 
 /// Parses one file's text (never blank: the callers say what a blank file means).
 fn parse(text: &str, file: &str, problems: &mut Vec<Problem>) -> Option<Node> {
+    if let Some((line, column)) = past_value_limit(text, MAX_VALUES_PER_FILE) {
+        problems.push(Problem {
+            location: Location {
+                file: file.to_string(),
+                line,
+                column,
+            },
+            message: format!("more than {MAX_VALUES_PER_FILE} YAML values in one file (the limit) from here on: split it into smaller files"),
+        });
+        return None;
+    }
     let options = LoaderOptions::default().error_on_duplicate_keys(true);
     match marked_yaml::parse_yaml_with_options(0, text, options) {
         Ok(node) => Some(node),

@@ -181,6 +181,38 @@ impl<'a> FileReader<'a> {
     }
 }
 
+/// The most YAML values (scalars, lists, mappings) one file may hold. Parsed, each costs
+/// a few hundred bytes, so this bounds a file's memory whatever its shape; a 16 MiB
+/// file of ordinary users holds about 1.7 million.
+pub const MAX_VALUES_PER_FILE: usize = 2_000_000;
+
+/// Counts the values of `text` with the streaming parser (no tree is built) and answers
+/// the line and column of the first value past `limit`. Syntax errors stop the count;
+/// the full parse reports them.
+pub fn past_value_limit(text: &str, limit: usize) -> Option<(usize, usize)> {
+    use yaml_rust2::parser::{Event, Parser};
+    let mut parser = Parser::new_from_str(text);
+    let mut count = 0usize;
+    loop {
+        match parser.next_token() {
+            Ok((Event::StreamEnd, _)) | Err(_) => return None,
+            Ok((
+                Event::Scalar(..)
+                | Event::SequenceStart(..)
+                | Event::MappingStart(..)
+                | Event::Alias(..),
+                marker,
+            )) => {
+                count += 1;
+                if count > limit {
+                    return Some((marker.line(), marker.col() + 1));
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
 /// The closest allowed word to a misspelt one, if it is close enough to be a typo.
 pub fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
@@ -193,7 +225,15 @@ pub fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
-    use super::suggest;
+    use super::{past_value_limit, suggest};
+
+    #[test]
+    fn values_are_counted_up_to_the_limit() {
+        assert_eq!(past_value_limit("a: [1, 2]\n", 5), None);
+        // mapping, a, list, 1, 2: the fifth value is '2' on line 2.
+        assert_eq!(past_value_limit("a:\n  [1,  2]\n", 4), Some((2, 8)));
+        assert_eq!(past_value_limit("a: [1, 2", 1), Some((1, 1)));
+    }
 
     #[test]
     fn suggests_close_words_only() {
