@@ -1,7 +1,13 @@
 //! Reads a desired-state folder from disk and validates it as one unit, collecting every
 //! problem of every file before answering.
 
-use super::yaml::{suggest, FileReader};
+use super::folder::{self, problem_at, NameClass, Names, RawFile, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
+use super::secrets::{looks_like_secret, valid_env_name};
+use super::text;
+use super::yaml::{
+    hidden_problems, past_value_limit, suggest, FileReader, HIDDEN_SUFFIX, MAX_PROBLEMS_PER_FILE,
+    MAX_VALUES_PER_FILE,
+};
 use super::{
     Account, AuthConfig, DesiredState, InstanceConfig, InvalidFolder, Location, Problem,
     SecretSource, User,
@@ -12,7 +18,7 @@ use marked_yaml::types::MarkedMappingNode;
 use marked_yaml::{LoaderOptions, Node};
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 use url::Url;
 
@@ -38,179 +44,217 @@ const DEFAULT_MAX_CHANGES: usize = 25;
 
 /// Loads and validates the folder at `root`. No network, no secrets: safe for
 /// pull-request CI. Either the whole folder is valid, or every problem is returned.
+/// Reading is bounded whatever the folder holds (see [`super::folder`]).
 pub fn load(root: &Path) -> Result<DesiredState, InvalidFolder> {
+    let names = Names::new(root);
+    let refuse = |message: String| InvalidFolder {
+        problems: vec![problem_at(names.root(), message)],
+    };
+    match std::fs::metadata(root) {
+        Ok(metadata) if metadata.is_dir() => {}
+        Ok(_) => {
+            return Err(refuse(
+                "not a directory: pass the desired-state folder, not a file".into(),
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(refuse(
+            "does not exist: pass the path of the desired-state folder (default ./desired-state)"
+                .into(),
+        )),
+        Err(e) => return Err(refuse(format!("cannot read folder: {e}"))),
+    }
     let mut problems = Vec::new();
-    let display_root = root.to_string_lossy().trim_end_matches('/').to_string();
-    let display = |relative: &Path| {
-        if relative.as_os_str().is_empty() {
-            display_root.clone()
-        } else if display_root.is_empty() || display_root == "." {
-            relative.display().to_string()
-        } else {
-            format!("{display_root}/{}", relative.display())
+    let files = folder::read_folder(root, &names, &mut problems);
+    validate(root, &names, files, problems)
+}
+
+/// Loads a folder given as files in memory (path relative to the folder, bytes), as if
+/// they were on disk at `root`: the same name rules, size limits and validation as
+/// [`load`], without touching the file system. Made for fuzzing and for tools that hold
+/// a folder in memory (a pull request's blobs).
+pub fn load_files(
+    root: &Path,
+    files: impl IntoIterator<Item = (PathBuf, Vec<u8>)>,
+) -> Result<DesiredState, InvalidFolder> {
+    let names = Names::new(root);
+    let mut problems = Vec::new();
+    let mut kept = Vec::new();
+    for (relative, bytes) in files {
+        let plain = relative
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
+        let hidden = relative
+            .iter()
+            .any(|p| folder::classify(&p.to_string_lossy()) == NameClass::Hidden);
+        if !plain || relative.as_os_str().is_empty() {
+            problems.push(problem_at(
+                names.show(&relative),
+                "not a relative path inside the folder",
+            ));
+        } else if !hidden {
+            let name = relative
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match folder::classify(&name) {
+                NameClass::Yaml => kept.push(RawFile { relative, bytes }),
+                NameClass::CaseVariant => {
+                    problems.push(folder::case_variant_problem(names.show(&relative), &name))
+                }
+                NameClass::Hidden | NameClass::Other => {}
+            }
+        }
+    }
+    kept.sort_by(|a, b| a.relative.cmp(&b.relative));
+    let mut total: u64 = 0;
+    let mut read = Vec::with_capacity(kept.len());
+    for file in kept {
+        let size = file.bytes.len() as u64;
+        if size > MAX_FILE_BYTES {
+            let error = folder::ReadError::TooLarge { size };
+            problems.push(problem_at(names.show(&file.relative), error.to_string()));
+            continue;
+        }
+        total += size;
+        if total > MAX_TOTAL_BYTES {
+            problems.push(problem_at(
+                names.root(),
+                format!(
+                    "the folder's YAML files add up to more than 64 MiB (the limit); stopped reading at {}",
+                    names.show(&file.relative)
+                ),
+            ));
+            break;
+        }
+        read.push(file);
+    }
+    validate(root, &names, read, problems)
+}
+
+/// Validates the files read from a folder as one unit; `problems` holds what reading
+/// them already found.
+fn validate(
+    root: &Path,
+    names: &Names,
+    files: Vec<RawFile>,
+    mut problems: Vec<Problem>,
+) -> Result<DesiredState, InvalidFolder> {
+    let providers_path = Path::new(PROVIDERS_FILE);
+    let providers_file = names.show(providers_path);
+    let instances = match files.iter().find(|f| f.relative == providers_path) {
+        Some(raw) => text_of(raw, &providers_file, &mut problems)
+            .and_then(|text| {
+                if text::is_blank(text) {
+                    problems.push(problem_at(
+                        providers_file.clone(),
+                        "the file is empty: define the provider instances under 'providers:'",
+                    ));
+                    None
+                } else {
+                    parse(text, &providers_file, &mut problems)
+                }
+            })
+            .map(|node| read_providers(&node, &providers_file, &mut problems))
+            .unwrap_or_default(),
+        None => {
+            // Not when reading it failed, or a limit stopped the walk before it.
+            let explained = problems
+                .iter()
+                .any(|p| p.location.file == providers_file || p.location.file == names.root());
+            if !explained {
+                problems.push(problem_at(
+                    providers_file.clone(),
+                    "file not found: the folder must define its provider instances in providers.yaml",
+                ));
+            }
+            Instances::default()
         }
     };
 
-    if !root.is_dir() {
-        return Err(InvalidFolder {
-            problems: vec![Problem {
-                location: Location {
-                    file: display(Path::new("")),
-                    ..Location::default()
-                },
-                message: "not a directory; pass the desired-state folder".into(),
-            }],
-        });
-    }
-
-    let mut files = Vec::new();
-    collect_yaml_files(root, Path::new(""), 0, &mut files, &mut problems, &display);
-    files.sort();
-
-    let providers_path = Path::new(PROVIDERS_FILE);
-    let instances = if files.iter().any(|f| f == providers_path) {
-        let file = display(providers_path);
-        read_text(&root.join(providers_path), &file, &mut problems)
-            .and_then(|text| parse(&text, &file, &mut problems))
-            .map(|node| read_providers(&node, &file, &mut problems))
-            .unwrap_or_default()
-    } else {
-        problems.push(Problem {
-            location: Location {
-                file: display(providers_path),
-                ..Location::default()
-            },
-            message:
-                "file not found: the folder must define its provider instances in providers.yaml"
-                    .into(),
-        });
-        Instances::default()
-    };
-
     let mut users = Vec::new();
-    let mut names = Vec::new();
-    for relative in files.iter().filter(|f| f.as_path() != providers_path) {
-        let file = display(relative);
-        if let Some(node) = read_text(&root.join(relative), &file, &mut problems)
-            .and_then(|t| parse(&t, &file, &mut problems))
-        {
+    let mut user_names = Vec::new();
+    for raw in files.iter().filter(|f| f.relative != providers_path) {
+        let file = names.show(&raw.relative);
+        let Some(text) = text_of(raw, &file, &mut problems) else {
+            continue;
+        };
+        if text::is_blank(text) {
+            problems.push(problem_at(
+                file,
+                "holds no users (only blank lines, comments or '---'): delete the file, or write `users: []` if it is meant to hold none",
+            ));
+            continue;
+        }
+        if let Some(node) = parse(text, &file, &mut problems) {
             read_users(
                 &node,
                 &file,
                 &instances,
                 &mut users,
-                &mut names,
+                &mut user_names,
                 &mut problems,
             );
         }
     }
-    check_unique_names(&names, &mut problems);
+    check_unique_names(&user_names, &mut problems);
     check_unique_accounts(&users, &mut problems);
 
     if problems.is_empty() {
-        Ok(DesiredState {
+        return Ok(DesiredState {
             root: root.to_path_buf(),
             instances: instances.valid,
             users,
-        })
-    } else {
-        let mut order: HashMap<String, usize> = HashMap::new();
-        for (i, file) in std::iter::once(display(providers_path))
-            .chain(files.iter().map(|f| display(f)))
-            .enumerate()
-        {
-            order.entry(file).or_insert(i);
-        }
-        problems.sort_by_key(|p| {
+        });
+    }
+    let mut order: HashMap<String, usize> = HashMap::new();
+    for (i, file) in std::iter::once(providers_file)
+        .chain(files.iter().map(|f| names.show(&f.relative)))
+        .enumerate()
+    {
+        order.entry(file).or_insert(i);
+    }
+    problems.sort_by(|a, b| {
+        let key = |p: &Problem| {
             (
                 order.get(&p.location.file).copied().unwrap_or(usize::MAX),
+                // A file's "N more problems" line closes its problems.
+                p.message.ends_with(HIDDEN_SUFFIX),
                 p.location.line,
                 p.location.column,
             )
-        });
-        problems.dedup();
-        Err(InvalidFolder { problems })
-    }
-}
-
-/// Walks the folder, skipping names that start with `.`; follows symlinks so that
-/// Kubernetes ConfigMap and git-sync layouts work.
-fn collect_yaml_files(
-    root: &Path,
-    relative: &Path,
-    depth: usize,
-    files: &mut Vec<PathBuf>,
-    problems: &mut Vec<Problem>,
-    display: &dyn Fn(&Path) -> String,
-) {
-    if depth > 32 {
-        problems.push(problem_at(
-            display(relative),
-            "folder nesting is too deep (a symlink loop?)",
-        ));
-        return;
-    }
-    let entries = match std::fs::read_dir(root.join(relative)) {
-        Ok(entries) => entries,
-        Err(e) => {
-            problems.push(problem_at(
-                display(relative),
-                &format!("cannot read folder: {e}"),
-            ));
-            return;
-        }
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name_text = name.to_string_lossy();
-        if name_text.starts_with('.') {
-            continue;
-        }
-        let path = relative.join(&name);
-        let Ok(metadata) = std::fs::metadata(root.join(&path)) else {
-            problems.push(problem_at(
-                display(&path),
-                "cannot read (a broken symlink?)",
-            ));
-            continue;
         };
-        if metadata.is_dir() {
-            collect_yaml_files(root, &path, depth + 1, files, problems, display);
-        } else if name_text.ends_with(".yaml") || name_text.ends_with(".yml") {
-            files.push(path);
-        }
-    }
+        key(a)
+            .cmp(&key(b))
+            .then_with(|| a.location.file.cmp(&b.location.file))
+    });
+    problems.dedup();
+    Err(InvalidFolder { problems })
 }
 
-fn problem_at(file: String, message: &str) -> Problem {
-    Problem {
-        location: Location {
-            file,
-            ..Location::default()
-        },
-        message: message.to_string(),
-    }
-}
-
-fn read_text(path: &Path, file: &str, problems: &mut Vec<Problem>) -> Option<String> {
-    match std::fs::read_to_string(path) {
+/// A file's text, or its problem (encoding, control characters, a second document).
+fn text_of<'b>(raw: &'b RawFile, file: &str, problems: &mut Vec<Problem>) -> Option<&'b str> {
+    let checked = text::decode(&raw.bytes, file)
+        .and_then(|text| text::check_single_document(text, file).map(|()| text));
+    match checked {
         Ok(text) => Some(text),
-        Err(e) => {
-            problems.push(problem_at(
-                file.to_string(),
-                &format!("cannot read file: {e}"),
-            ));
+        Err(problem) => {
+            problems.push(problem);
             None
         }
     }
 }
 
-/// Parses one file. An empty file (or one with only comments) is `None` without a problem.
+/// Parses one file's text (never blank: the callers say what a blank file means).
 fn parse(text: &str, file: &str, problems: &mut Vec<Problem>) -> Option<Node> {
-    if text
-        .lines()
-        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.trim() == "---")
-    {
+    if let Some((line, column)) = past_value_limit(text, MAX_VALUES_PER_FILE) {
+        problems.push(Problem {
+            location: Location {
+                file: file.to_string(),
+                line,
+                column,
+            },
+            message: format!("more than {MAX_VALUES_PER_FILE} YAML values in one file (the limit) from here on: split it into smaller files"),
+        });
         return None;
     }
     let options = LoaderOptions::default().error_on_duplicate_keys(true);
@@ -226,8 +270,8 @@ fn parse(text: &str, file: &str, problems: &mut Vec<Problem>) -> Option<Node> {
                 E::DuplicateKey(inner) => (
                     inner.key.span().start().copied(),
                     format!(
-                        "duplicate key '{}' (first defined on line {})",
-                        inner.key.as_str(),
+                        "duplicate key {} (first defined on line {})",
+                        quoted(inner.key.as_str()),
                         inner.prev_key.span().start().map(|m| m.line()).unwrap_or(0)
                     ),
                 ),
@@ -266,7 +310,7 @@ struct Instances {
 }
 
 fn read_providers(node: &Node, file: &str, problems: &mut Vec<Problem>) -> Instances {
-    let mut r = FileReader { file, problems };
+    let mut r = FileReader::new(file, problems);
     let mut instances = Instances::default();
     let Some(top) = r.mapping(node, "providers.yaml") else {
         return instances;
@@ -323,8 +367,8 @@ fn read_kind(r: &mut FileReader, map: &MarkedMappingNode, what: &str) -> Option<
         r.problem(
             kind.span(),
             format!(
-                "unknown kind '{}'{hint}; known kinds: {}",
-                kind.as_str(),
+                "unknown kind {}{hint}; known kinds: {}",
+                quoted(kind.as_str()),
                 names.join(", ")
             ),
         );
@@ -339,7 +383,7 @@ fn read_instance(
     kind: Option<&'static KindSpec>,
     what: &str,
 ) -> Option<InstanceConfig> {
-    let problems_before = r.problems.len();
+    let problems_before = r.count();
     if let Some(kind) = kind {
         let allowed: Vec<&str> = COMMON_INSTANCE_KEYS
             .iter()
@@ -365,6 +409,10 @@ fn read_instance(
         match Url::parse(value.as_str()) {
             Ok(url) if url.host_str().is_none() || !matches!(url.scheme(), "http" | "https") => {
                 r.problem(value.span(), format!("'base_url' of {what} must be an http(s) URL with a host"));
+                None
+            }
+            Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+                r.problem(value.span(), format!("'base_url' of {what} must not hold a user name or password (the URL is not shown); credentials go in 'auth'"));
                 None
             }
             Ok(url) if url.query().is_some() || url.fragment().is_some() => {
@@ -427,7 +475,7 @@ fn read_instance(
             }
         }
     }
-    if r.problems.len() > problems_before {
+    if r.count() > problems_before {
         return None;
     }
     Some(InstanceConfig {
@@ -477,8 +525,8 @@ fn number(
             r.problem(
                 value.span(),
                 format!(
-                    "'{key}' of {what} must be {kind} from {min} to {max}, got '{}'",
-                    value.as_str()
+                    "'{key}' of {what} must be {kind} from {min} to {max}, got {}",
+                    quoted(value.as_str())
                 ),
             );
             None
@@ -504,10 +552,27 @@ fn read_auth(
     match style {
         AuthStyle::Bearer => {
             r.check_keys(auth, &["bearer_token_env", "bearer_token_file"], &auth_what);
+            check_unknown_auth_values(
+                r,
+                auth,
+                &["bearer_token_env", "bearer_token_file"],
+                &auth_what,
+            );
             secret_source(r, auth, "bearer_token", &auth_what).map(AuthConfig::Bearer)
         }
         AuthStyle::ClientCredentials => {
             r.check_keys(
+                auth,
+                &[
+                    "client_id_env",
+                    "client_id_file",
+                    "client_secret_env",
+                    "client_secret_file",
+                ],
+                &auth_what,
+            );
+            check_unknown_auth_values(
+                r,
                 auth,
                 &[
                     "client_id_env",
@@ -523,6 +588,30 @@ fn read_auth(
                 client_id: client_id?,
                 client_secret: client_secret?,
             })
+        }
+    }
+}
+
+/// A secret pasted as the value of an unknown key of `auth:` (`token: ghp_...`) is
+/// reported on top of the unknown key, without its value, so that it gets revoked.
+fn check_unknown_auth_values(
+    r: &mut FileReader,
+    auth: &MarkedMappingNode,
+    known: &[&str],
+    what: &str,
+) {
+    for (key, value) in auth.iter() {
+        if known.contains(&key.as_str()) || looks_like_secret(key.as_str(), false).is_some() {
+            continue;
+        }
+        if let Some(looks) = value
+            .as_scalar()
+            .and_then(|v| looks_like_secret(v.as_str(), false))
+        {
+            r.problem(
+                value.span(),
+                format!("the value of '{}' in {what} looks like {looks}; it is not shown: write the name of an environment variable or the path of a file instead, and if it is a real secret, revoke it", key.as_str()),
+            );
         }
     }
 }
@@ -548,22 +637,37 @@ fn secret_source(
         }
         (Some(env), None) => {
             let name = env.as_str();
-            let valid = name
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if valid {
+            if let Some(looks) = looks_like_secret(name, false) {
+                r.problem(
+                    env.span(),
+                    pasted_secret(&env_key, what, looks, "the name of the environment variable that holds it (for example ATLAN_API_TOKEN)"),
+                );
+                None
+            } else if valid_env_name(name) {
                 Some(SecretSource::Env(name.to_string()))
             } else {
                 r.problem(
                     env.span(),
-                    format!("'{env_key}' of {what} must name an environment variable (letters, digits, '_'), never hold the secret itself"),
+                    format!("'{env_key}' of {what} must name an environment variable (letters, digits, '_'), never hold the secret itself; the value is not shown"),
                 );
                 None
             }
         }
-        (None, Some(file)) => Some(SecretSource::File(PathBuf::from(file.as_str()))),
+        (None, Some(file)) => match looks_like_secret(file.as_str(), true) {
+            Some(looks) => {
+                r.problem(
+                    file.span(),
+                    pasted_secret(
+                        &file_key,
+                        what,
+                        looks,
+                        "the path of the file that holds it (for example /run/secrets/atlan)",
+                    ),
+                );
+                None
+            }
+            None => Some(SecretSource::File(PathBuf::from(file.as_str()))),
+        },
         (None, None) => {
             if auth.get_node(&env_key).is_none() && auth.get_node(&file_key).is_none() {
                 r.problem(
@@ -578,6 +682,22 @@ fn secret_source(
     }
 }
 
+/// A value from the file for a message, in quotes, unless it looks like a secret.
+fn quoted(value: &str) -> String {
+    match looks_like_secret(value, false) {
+        Some(_) => "(not shown: it looks like a secret)".to_string(),
+        None => format!("'{value}'"),
+    }
+}
+
+/// The problem for a secret pasted where its name or path belongs. The value itself is
+/// never part of the message.
+fn pasted_secret(key: &str, what: &str, looks: &str, instead: &str) -> String {
+    format!(
+        "'{key}' of {what} holds what looks like {looks}, not a name: write {instead}, never the secret itself. The value is not shown; if it is a real secret, revoke it, since it is now in this file's history"
+    )
+}
+
 /// Reads a user file's users; `names` receives every user's name with its position,
 /// including users with other problems, so a duplicate name is always reported.
 fn read_users(
@@ -588,7 +708,7 @@ fn read_users(
     names: &mut Vec<(String, Location)>,
     problems: &mut Vec<Problem>,
 ) {
-    let mut r = FileReader { file, problems };
+    let mut r = FileReader::new(file, problems);
     let Some(top) = r.mapping(node, "a user file") else {
         return;
     };
@@ -609,7 +729,17 @@ fn read_users(
     };
     let list = match list_node {
         Node::Sequence(list) => list,
-        Node::Scalar(s) if s.as_str().is_empty() || s.as_str() == "~" => return,
+        Node::Scalar(s) if s.as_str().is_empty() || s.as_str() == "~" => {
+            let key = top
+                .keys()
+                .find(|k| k.as_str() == "users")
+                .map_or(s.span(), |k| k.span());
+            r.problem(
+                key,
+                "'users' is empty: list the users, or write `users: []` if this file is meant to hold none",
+            );
+            return;
+        }
         other => {
             r.problem(
                 FileReader::start(other),
@@ -630,7 +760,7 @@ fn read_users(
 
 fn read_user(r: &mut FileReader, node: &Node, instances: &Instances) -> Option<User> {
     let map = r.mapping(node, "a user")?;
-    let problems_before = r.problems.len();
+    let problems_before = r.count();
     r.check_keys(map, USER_KEYS, "a user");
     let name = r
         .required(map, "name", "a user")
@@ -675,7 +805,7 @@ fn read_user(r: &mut FileReader, node: &Node, instances: &Instances) -> Option<U
             ),
         }
     }
-    if r.problems.len() > problems_before {
+    if r.count() > problems_before {
         return None;
     }
     Some(User {
@@ -762,6 +892,11 @@ fn read_account(
             return None;
         }
     };
+    if own_status.is_none() && !all_statuses().contains(&status.as_str()) {
+        // An unknown default status is reported once, at the user's own 'status'; the
+        // accounts that inherit it add nothing.
+        return None;
+    }
     if let Some(kind) = kind {
         if !kind.statuses.contains(&status.as_str()) {
             let origin = if own_status.is_some() {
@@ -797,8 +932,48 @@ fn read_account(
     })
 }
 
+/// Problems of a whole-folder check, at most [`MAX_PROBLEMS_PER_FILE`] per file; the
+/// rest are counted in one closing line per file when it is dropped.
+struct Capped<'a> {
+    problems: &'a mut Vec<Problem>,
+    per_file: BTreeMap<String, (usize, usize)>,
+}
+
+impl<'a> Capped<'a> {
+    fn new(problems: &'a mut Vec<Problem>) -> Capped<'a> {
+        Capped {
+            problems,
+            per_file: BTreeMap::new(),
+        }
+    }
+
+    fn push(&mut self, problem: Problem) {
+        let (shown, hidden) = self
+            .per_file
+            .entry(problem.location.file.clone())
+            .or_default();
+        if *shown < MAX_PROBLEMS_PER_FILE {
+            *shown += 1;
+            self.problems.push(problem);
+        } else {
+            *hidden += 1;
+        }
+    }
+}
+
+impl Drop for Capped<'_> {
+    fn drop(&mut self) {
+        for (file, (_, hidden)) in &self.per_file {
+            if *hidden > 0 {
+                self.problems.push(hidden_problems(file, *hidden));
+            }
+        }
+    }
+}
+
 /// A user name is used once across the folder.
 fn check_unique_names(names: &[(String, Location)], problems: &mut Vec<Problem>) {
+    let mut problems = Capped::new(problems);
     let mut first_use: HashMap<&str, &Location> = HashMap::new();
     for (name, location) in names {
         match first_use.get(name.as_str()) {
@@ -815,6 +990,7 @@ fn check_unique_names(names: &[(String, Location)], problems: &mut Vec<Problem>)
 
 /// A provider account (instance + id) is claimed by one user only.
 fn check_unique_accounts(users: &[User], problems: &mut Vec<Problem>) {
+    let mut problems = Capped::new(problems);
     let mut claimed: HashMap<(&str, &str), (&str, &Location)> = HashMap::new();
     for user in users {
         for account in &user.accounts {
@@ -1031,7 +1207,7 @@ providers:
             (
                 "a secret written inline",
                 "providers:\n  x:\n    kind: atlan\n    base_url: https://a.example\n    auth: { bearer_token_env: \"abc-123.secret\" }\n",
-                "providers.yaml:5:31: 'bearer_token_env' of 'auth' of provider 'x' must name an environment variable (letters, digits, '_'), never hold the secret itself",
+                "providers.yaml:5:31: 'bearer_token_env' of 'auth' of provider 'x' must name an environment variable (letters, digits, '_'), never hold the secret itself; the value is not shown",
             ),
             (
                 "missing auth",
@@ -1127,5 +1303,135 @@ providers:
         assert!(problems[1].starts_with("providers.yaml:3:11: unknown kind 'nope'"));
         assert!(problems[2].starts_with("a.yaml:3:5"));
         assert!(problems[3].starts_with("b.yaml:4:17: unknown provider instance 'y'"));
+    }
+
+    #[test]
+    fn a_misspelt_default_status_is_one_problem_at_its_position() {
+        let problems = users_problems(
+            "users:\n  - name: a\n    status: actve\n    accounts:\n      portal: p\n      helpdesk: h\n  - name: b\n    status: inactiv\n    accounts:\n      portal: q\n      helpdesk: { id: i }\n",
+        );
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert!(problems[0].starts_with("people.yaml:3:13: unknown status 'actve'"));
+        assert!(problems[1].starts_with("people.yaml:8:13: unknown status 'inactiv'"));
+    }
+
+    #[test]
+    fn a_pasted_secret_is_refused_without_being_shown() {
+        let secrets = [
+            "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+            "github_pat_11ABCDEFG0123456789",
+            "glpat-abcdefghij0123456789",
+            "xoxb-1234-5678-abcdef",
+            "AKIAIOSFODNN7EXAMPLE",
+            "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            "3f9a1c0e7b2d4f6a8c9e1b3d5f7a9c0e",
+        ];
+        for secret in secrets {
+            for key in ["bearer_token_env", "bearer_token_file", "token"] {
+                let text = format!("providers:\n  x:\n    kind: atlan\n    base_url: https://a.example\n    auth: {{ {key}: \"{secret}\" }}\n");
+                let problems = load_folder(&text, &[]).unwrap_err();
+                assert!(!problems.is_empty(), "{key}: {secret}");
+                let all = problems.join("\n");
+                assert!(all.contains("looks like"), "{key}: {all}");
+                assert!(!all.contains(secret), "{key} echoes the secret: {all}");
+            }
+        }
+        let acronis = "providers:\n  x:\n    kind: acronis\n    base_url: https://a.example\n    auth: { client_id_env: ID, client_secret_file: q8ZrT4mW2xYk9LpV7nB3cJ6hG1fD5sA0 }\n";
+        assert_eq!(
+            load_folder(acronis, &[]).unwrap_err(),
+            vec!["providers.yaml:5:52: 'client_secret_file' of 'auth' of provider 'x' holds what looks like a long random string (a token or key), not a name: write the path of the file that holds it (for example /run/secrets/atlan), never the secret itself. The value is not shown; if it is a real secret, revoke it, since it is now in this file's history".to_string()]
+        );
+        let key = "providers:\n  x:\n    kind: atlan\n    base_url: https://u:ghp_abc@a.example\n    auth: { ghp_abcdef: x, bearer_token_env: T }\n";
+        let all = load_folder(key, &[]).unwrap_err().join("\n");
+        assert!(!all.contains("ghp_abc"), "{all}");
+        assert!(
+            all.contains("must not hold a user name or password"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn empty_files_are_problems_not_silence() {
+        for (text, expected) in [
+            ("", "people.yaml: holds no users (only blank lines, comments or '---'): delete the file, or write `users: []` if it is meant to hold none"),
+            ("# all gone\n---\n", "people.yaml: holds no users (only blank lines, comments or '---'): delete the file, or write `users: []` if it is meant to hold none"),
+            ("users:\n", "people.yaml:1:1: 'users' is empty: list the users, or write `users: []` if this file is meant to hold none"),
+        ] {
+            assert_eq!(users_problems(text), vec![expected.to_string()], "{text:?}");
+        }
+        assert!(load_folder(PROVIDERS, &[("none.yaml", "users: []\n")]).is_ok());
+        assert_eq!(
+            load_folder("# nothing\n", &[]).unwrap_err(),
+            vec!["providers.yaml: the file is empty: define the provider instances under 'providers:'".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_missing_folder_and_a_file_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let problems = load(&missing).unwrap_err().problems;
+        assert_eq!(
+            problems[0].to_string(),
+            format!("{}: does not exist: pass the path of the desired-state folder (default ./desired-state)", missing.display())
+        );
+        let file = dir.path().join("f.yaml");
+        std::fs::write(&file, "users: []\n").unwrap();
+        let problems = load(&file).unwrap_err().problems;
+        assert_eq!(
+            problems[0].to_string(),
+            format!(
+                "{}: not a directory: pass the desired-state folder, not a file",
+                file.display()
+            )
+        );
+    }
+
+    #[test]
+    fn in_memory_and_on_disk_folders_load_alike() {
+        let files = [
+            ("providers.yaml", PROVIDERS),
+            ("people/a.yaml", "users:\n  - name: a\n    status: actve\n"),
+            ("leavers.YAML", "users: []\n"),
+            (".git/x.yaml", "broken: ["),
+            ("notes.txt", "ignored"),
+        ];
+        let on_disk = load_folder(PROVIDERS, &files[1..]).unwrap_err();
+        let in_memory = load_files(
+            Path::new("root"),
+            files
+                .iter()
+                .map(|(p, t)| (PathBuf::from(p), t.as_bytes().to_vec())),
+        )
+        .unwrap_err()
+        .problems
+        .iter()
+        .map(|p| p.to_string().replace("root/", ""))
+        .collect::<Vec<_>>();
+        assert_eq!(on_disk, in_memory);
+        assert_eq!(on_disk.len(), 2, "{on_disk:#?}");
+        assert_eq!(on_disk[1], "leavers.YAML: '.YAML' is not read (only lower-case '.yaml' and '.yml' are), so the users in it would be ignored: rename it to 'leavers.yaml'");
+    }
+
+    #[test]
+    fn a_flood_of_problems_is_cut_per_file_and_counted() {
+        let flood = format!("users: [{}a]\n", "a,".repeat(149));
+        let dups = "users:\n".to_string() + &"  - name: d\n    status: active\n".repeat(102);
+        let problems =
+            load_folder(PROVIDERS, &[("flood.yaml", &flood), ("dups.yaml", &dups)]).unwrap_err();
+        assert_eq!(problems.len(), 202, "{problems:#?}");
+        assert_eq!(
+            problems[100],
+            "dups.yaml: 1 more problems in this file are not shown (at most 100 per file)"
+        );
+        assert!(
+            problems[101].starts_with("flood.yaml:1:9: a user must be a mapping"),
+            "{}",
+            problems[101]
+        );
+        assert_eq!(
+            problems[201],
+            "flood.yaml: 50 more problems in this file are not shown (at most 100 per file)"
+        );
     }
 }

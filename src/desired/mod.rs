@@ -2,10 +2,18 @@
 //! as one unit. A folder with any problem yields no model at all, so nothing ever acts
 //! on part of a folder.
 
+mod folder;
 mod load;
+mod secrets;
+mod text;
 mod yaml;
 
-pub use load::load;
+#[cfg(test)]
+mod proptests;
+
+pub use folder::{MAX_DEPTH, MAX_ENTRIES, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
+pub use load::{load, load_files};
+pub use yaml::{MAX_PROBLEMS_PER_FILE, MAX_VALUES_PER_FILE};
 
 use crate::provider::KindSpec;
 use crate::status::Status;

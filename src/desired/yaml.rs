@@ -1,17 +1,62 @@
 //! Small helpers over `marked_yaml` nodes that turn every shape mistake into a
 //! [`Problem`] with the file, line and column of the offending key or value.
 
+use super::secrets::looks_like_secret;
 use super::{Location, Problem};
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 use marked_yaml::{Node, Span};
 
+/// The most problems shown for one file; the rest are counted in one closing line. A
+/// hostile file (`users: [a,a,a,...]`) would otherwise yield millions of them.
+pub const MAX_PROBLEMS_PER_FILE: usize = 100;
+
 /// One file being read: its display path, and the problems found so far.
 pub struct FileReader<'a> {
     pub file: &'a str,
-    pub problems: &'a mut Vec<Problem>,
+    problems: &'a mut Vec<Problem>,
+    reported: usize,
+    hidden: usize,
 }
 
-impl FileReader<'_> {
+/// How the closing line of a file with hidden problems ends, so it sorts last.
+pub const HIDDEN_SUFFIX: &str = "per file)";
+
+/// The closing line for a file whose problems were cut at [`MAX_PROBLEMS_PER_FILE`].
+pub fn hidden_problems(file: &str, hidden: usize) -> Problem {
+    Problem {
+        location: Location {
+            file: file.to_string(),
+            ..Location::default()
+        },
+        message: format!(
+            "{hidden} more problems in this file are not shown (at most {MAX_PROBLEMS_PER_FILE} per file)"
+        ),
+    }
+}
+
+impl Drop for FileReader<'_> {
+    fn drop(&mut self) {
+        if self.hidden > 0 {
+            self.problems.push(hidden_problems(self.file, self.hidden));
+        }
+    }
+}
+
+impl<'a> FileReader<'a> {
+    pub fn new(file: &'a str, problems: &'a mut Vec<Problem>) -> FileReader<'a> {
+        FileReader {
+            file,
+            problems,
+            reported: 0,
+            hidden: 0,
+        }
+    }
+
+    /// Problems found in this file so far, shown or not.
+    pub fn count(&self) -> usize {
+        self.reported + self.hidden
+    }
+
     /// Where a node starts. A mapping's own span starts at its first value, so a
     /// mapping is located at its first key, where a reader looks for it.
     pub fn start(node: &Node) -> &Span {
@@ -39,6 +84,11 @@ impl FileReader<'_> {
     }
 
     pub fn problem(&mut self, span: &Span, message: impl Into<String>) {
+        if self.reported >= MAX_PROBLEMS_PER_FILE {
+            self.hidden += 1;
+            return;
+        }
+        self.reported += 1;
         let location = self.location(span);
         self.problems.push(Problem {
             location,
@@ -49,7 +99,15 @@ impl FileReader<'_> {
     /// Reports every key of `map` that is not in `allowed`, with a "did you mean".
     pub fn check_keys(&mut self, map: &MarkedMappingNode, allowed: &[&str], what: &str) {
         for key in map.keys() {
-            if !allowed.contains(&key.as_str()) {
+            if allowed.contains(&key.as_str()) {
+                continue;
+            }
+            if let Some(looks) = looks_like_secret(key.as_str(), false) {
+                self.problem(
+                    key.span(),
+                    format!("unknown key in {what}: it looks like {looks}, so it is not shown; if it is a real secret, revoke it, since it is now in this file's history"),
+                );
+            } else {
                 let hint = suggest(key.as_str(), allowed)
                     .map(|s| format!(" (did you mean '{s}'?)"))
                     .unwrap_or_else(|| format!(" (expected one of: {})", allowed.join(", ")));
@@ -123,6 +181,38 @@ impl FileReader<'_> {
     }
 }
 
+/// The most YAML values (scalars, lists, mappings) one file may hold. Parsed, each costs
+/// a few hundred bytes, so this bounds a file's memory whatever its shape; a 16 MiB
+/// file of ordinary users holds about 1.7 million.
+pub const MAX_VALUES_PER_FILE: usize = 2_000_000;
+
+/// Counts the values of `text` with the streaming parser (no tree is built) and answers
+/// the line and column of the first value past `limit`. Syntax errors stop the count;
+/// the full parse reports them.
+pub fn past_value_limit(text: &str, limit: usize) -> Option<(usize, usize)> {
+    use yaml_rust2::parser::{Event, Parser};
+    let mut parser = Parser::new_from_str(text);
+    let mut count = 0usize;
+    loop {
+        match parser.next_token() {
+            Ok((Event::StreamEnd, _)) | Err(_) => return None,
+            Ok((
+                Event::Scalar(..)
+                | Event::SequenceStart(..)
+                | Event::MappingStart(..)
+                | Event::Alias(..),
+                marker,
+            )) => {
+                count += 1;
+                if count > limit {
+                    return Some((marker.line(), marker.col() + 1));
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
 /// The closest allowed word to a misspelt one, if it is close enough to be a typo.
 pub fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
@@ -135,7 +225,15 @@ pub fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
-    use super::suggest;
+    use super::{past_value_limit, suggest};
+
+    #[test]
+    fn values_are_counted_up_to_the_limit() {
+        assert_eq!(past_value_limit("a: [1, 2]\n", 5), None);
+        // mapping, a, list, 1, 2: the fifth value is '2' on line 2.
+        assert_eq!(past_value_limit("a:\n  [1,  2]\n", 4), Some((2, 8)));
+        assert_eq!(past_value_limit("a: [1, 2", 1), Some((1, 1)));
+    }
 
     #[test]
     fn suggests_close_words_only() {

@@ -1,0 +1,197 @@
+//! Property tests: valid folders, mutated the way a bad edit, a broken tool or a hostile
+//! pull request would (flipped bytes, inserted control bytes, truncation, duplicated
+//! lines, renamed keys), never make the loader panic, and every problem it reports
+//! points into the folder with a position inside the file. The on-disk and in-memory
+//! entry points agree on every case.
+
+use super::{load, load_files, InvalidFolder};
+use proptest::prelude::*;
+use std::path::{Path, PathBuf};
+
+const PROVIDERS: &str = "\
+providers:
+  portal:
+    kind: suspend-api
+    base_url: http://127.0.0.1:9000
+    tenant_id: t-1
+    max_changes: 5
+    auth: { bearer_token_env: PORTAL_TOKEN }
+  helpdesk:
+    kind: status-api
+    base_url: https://helpdesk.example.com
+    timeout: 10s
+    auth:
+      bearer_token_file: /run/secrets/helpdesk
+  acronis:
+    kind: acronis
+    base_url: https://eu2-cloud.acronis.com
+    auth: { client_id_env: ACRONIS_ID, client_secret_env: ACRONIS_SECRET }
+";
+
+const PEOPLE: &str = "\
+users:
+  - name: ann
+    status: inactive
+    reason: \"Left (HR-1)\"
+    accounts:
+      portal: p-1
+      helpdesk: { id: ann, status: suspended }
+  - name: bob
+    status: active
+    accounts:
+      acronis: 6f1e2d3c-0000-4000-8000-000000000001
+";
+
+const LEAVERS: &str = "\
+# people who left
+users:
+  - name: cy
+    status: inactive
+    accounts: { portal: p-3, helpdesk: cy }
+";
+
+const FILES: [&str; 3] = ["providers.yaml", "people.yaml", "teams/leavers.yml"];
+const KEYS: [&str; 8] = [
+    "users",
+    "name",
+    "status",
+    "accounts",
+    "id",
+    "kind",
+    "auth",
+    "providers",
+];
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    Flip { at: usize, mask: u8 },
+    Insert { at: usize, byte: u8 },
+    Truncate { at: usize },
+    DuplicateLine { line: usize },
+    RenameKey { key: usize, to: String },
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    let control = prop_oneof![0u8..0x20, Just(0x7f), 0x80u8..=0xff];
+    prop_oneof![
+        (any::<usize>(), 1u8..=255).prop_map(|(at, mask)| Mutation::Flip { at, mask }),
+        (any::<usize>(), control).prop_map(|(at, byte)| Mutation::Insert { at, byte }),
+        any::<usize>().prop_map(|at| Mutation::Truncate { at }),
+        any::<usize>().prop_map(|line| Mutation::DuplicateLine { line }),
+        (0..KEYS.len(), "[a-zA-Z_]{0,8}").prop_map(|(key, to)| Mutation::RenameKey { key, to }),
+    ]
+}
+
+fn apply(bytes: &mut Vec<u8>, mutation: &Mutation) {
+    if bytes.is_empty() {
+        return;
+    }
+    match mutation {
+        Mutation::Flip { at, mask } => {
+            let i = at % bytes.len();
+            bytes[i] ^= mask;
+        }
+        Mutation::Insert { at, byte } => bytes.insert(at % (bytes.len() + 1), *byte),
+        Mutation::Truncate { at } => bytes.truncate(at % bytes.len()),
+        Mutation::DuplicateLine { line } => {
+            let text = String::from_utf8_lossy(bytes).into_owned();
+            let lines: Vec<&str> = text.split_inclusive('\n').collect();
+            let i = line % lines.len();
+            let mut out: Vec<&str> = lines[..=i].to_vec();
+            out.extend_from_slice(&lines[i..]);
+            *bytes = out.concat().into_bytes();
+        }
+        Mutation::RenameKey { key, to } => {
+            let from = format!("{}:", KEYS[*key]);
+            let text = String::from_utf8_lossy(bytes).replacen(&from, &format!("{to}:"), 1);
+            *bytes = text.into_bytes();
+        }
+    }
+}
+
+/// Every problem names a file of the folder (or the folder) and, when it has a
+/// position, one inside that file.
+fn check_positions(
+    invalid: &InvalidFolder,
+    root: &str,
+    files: &[(PathBuf, Vec<u8>)],
+) -> Result<(), TestCaseError> {
+    prop_assert!(!invalid.problems.is_empty());
+    for problem in &invalid.problems {
+        let location = &problem.location;
+        prop_assert!(!problem.message.is_empty());
+        prop_assert!(
+            location.file == root || location.file.starts_with(&format!("{root}/")),
+            "{problem}"
+        );
+        if location.line == 0 {
+            prop_assert_eq!(location.column, 0, "{}", problem);
+            continue;
+        }
+        prop_assert!(location.column >= 1, "{}", problem);
+        let relative = &location.file[root.len() + 1..];
+        let Some((_, bytes)) = files.iter().find(|(p, _)| p == Path::new(relative)) else {
+            return Err(TestCaseError::fail(format!(
+                "{problem}: not a file of the folder"
+            )));
+        };
+        let lines = bytes.iter().filter(|&&b| b == b'\n' || b == b'\r').count() + 1;
+        prop_assert!(
+            location.line <= lines + 1,
+            "{} (file has {} lines)",
+            problem,
+            lines
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 384, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_folders_never_panic_and_problems_point_into_the_folder(
+        mutations in prop::collection::vec((0..FILES.len(), mutation()), 1..4)
+    ) {
+        let mut files: Vec<(PathBuf, Vec<u8>)> = FILES
+            .iter()
+            .zip([PROVIDERS, PEOPLE, LEAVERS])
+            .map(|(path, text)| (PathBuf::from(path), text.as_bytes().to_vec()))
+            .collect();
+        for (file, mutation) in &mutations {
+            apply(&mut files[*file].1, mutation);
+        }
+        let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        for (path, bytes) in &files {
+            let full = dir.path().join(path);
+            if let Some(parent) = full.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            }
+            std::fs::write(&full, bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        }
+        let root = dir.path().display().to_string();
+        let on_disk = load(dir.path());
+        let in_memory = load_files(dir.path(), files.clone());
+        match (&on_disk, &in_memory) {
+            (Ok(a), Ok(b)) => {
+                prop_assert_eq!(a.users.len(), b.users.len());
+                prop_assert_eq!(a.account_count(), b.account_count());
+            }
+            (Err(a), Err(b)) => {
+                prop_assert_eq!(&a.problems, &b.problems);
+                check_positions(a, &root, &files)?;
+            }
+            _ => prop_assert!(false, "disk and memory disagree: {on_disk:?} / {in_memory:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_unmutated_folder_is_valid() {
+    let files = FILES
+        .iter()
+        .zip([PROVIDERS, PEOPLE, LEAVERS])
+        .map(|(path, text)| (PathBuf::from(path), text.as_bytes().to_vec()));
+    let state = load_files(Path::new("root"), files).expect("valid");
+    assert_eq!(state.account_count(), 5);
+}
