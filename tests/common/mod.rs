@@ -240,8 +240,30 @@ impl World {
     }
 }
 
-/// Runs the real binary in `cwd` with exactly `env` added to a minimal environment.
+/// Runs the real binary in `cwd` with exactly `env` added to a minimal environment. The
+/// value of every variable whose name says it holds a secret (`TOKEN`, `SECRET`,
+/// `PASSWORD`, `PAT`) is checked against stdout and stderr, as [`World::roster`] does.
 pub async fn run_roster(cwd: &Path, args: &[&str], env: &BTreeMap<String, String>) -> Run {
+    let run = run_roster_unchecked(cwd, args, env).await;
+    for (name, value) in env {
+        let upper = name.to_uppercase();
+        let secret_name = ["TOKEN", "SECRET", "PASSWORD"]
+            .iter()
+            .any(|word| upper.contains(word))
+            || upper.split('_').any(|part| part == "PAT");
+        if secret_name && value.len() >= 5 {
+            for (stream, text) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
+                assert!(
+                    !text.contains(value.as_str()),
+                    "the value of {name} leaked into an output ({stream}):\n{text}"
+                );
+            }
+        }
+    }
+    run
+}
+
+async fn run_roster_unchecked(cwd: &Path, args: &[&str], env: &BTreeMap<String, String>) -> Run {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let env = env.clone();
     let cwd = cwd.to_path_buf();
