@@ -6,6 +6,8 @@
 use super::{Location, Problem};
 
 const BOM: &str = "\u{feff}";
+/// How many further forbidden characters a problem counts before it says "or more".
+const MORE_COUNTED: usize = 1000;
 
 /// Line and column (1-based, columns in characters) of byte offset `at` in `text`,
 /// counting a line break the way YAML does (LF, CRLF, or a lone CR).
@@ -79,10 +81,13 @@ pub fn decode<'b>(bytes: &'b [u8], file: &str) -> Result<&'b str, Problem> {
         .char_indices()
         .filter_map(|(i, c)| Some((i, c, forbidden(c)?)));
     if let Some((at, c, what)) = bad.next() {
-        let more = bad.count();
+        // Counting stops at a bound, so a file of nothing but NUL bytes costs no more
+        // than a few thousand characters of scanning.
+        let more = bad.take(MORE_COUNTED).count();
         let more = match more {
             0 => String::new(),
             1 => " (and 1 more in this file)".to_string(),
+            MORE_COUNTED => format!(" (and {MORE_COUNTED} or more in this file)"),
             n => format!(" (and {n} more in this file)"),
         };
         return Err(problem(
