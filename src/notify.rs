@@ -371,6 +371,8 @@ impl Default for NotifyOptions {
 /// Why notifications cannot start. No variant holds the URL: it is a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
+    #[error("--notify-webhook (or ROSTER_NOTIFY_WEBHOOK) is empty; give the webhook URL, or leave it unset")]
+    Empty,
     #[error(
         "--notify-webhook is not a valid URL ({0}); the value is not shown because it is a secret"
     )]
@@ -386,6 +388,9 @@ pub enum NotifyError {
 
 /// Checks the webhook URL: `https://`, or `http://` to a loopback host (like `base_url`).
 pub fn check_url(url: &Secret) -> Result<(), NotifyError> {
+    if url.expose().trim().is_empty() {
+        return Err(NotifyError::Empty);
+    }
     let parsed = url::Url::parse(url.expose()).map_err(NotifyError::InvalidUrl)?;
     let loopback = match parsed.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
@@ -841,6 +846,10 @@ mod tests {
         ] {
             assert!(check_url(&Secret::new(ok)).is_ok(), "{ok}");
         }
+        assert!(matches!(
+            check_url(&Secret::new(" ")),
+            Err(NotifyError::Empty)
+        ));
         for bad in [
             "http://hooks.example.com/secret-path",
             "ftp://x/secret-path",
@@ -954,11 +963,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_500_and_a_429_are_retried_and_another_4xx_is_not() {
-        let hook = receiver(
-            vec![(500, None), (429, Some("0"))],
-            Duration::ZERO,
-        )
-        .await;
+        let hook = receiver(vec![(500, None), (429, Some("0"))], Duration::ZERO).await;
         let counts = NotificationCounts::default();
         let notifier = Notifier::start(hook.url.clone(), fast(), counts.clone()).unwrap();
         assert_eq!(format!("{notifier:?}"), "Notifier(webhook ***)");
