@@ -139,6 +139,10 @@ async fn start(world: &mut World, hook: &Hook) -> Daemon {
 /// No provider token and no part of the webhook URL in any body, the log or /metrics.
 async fn assert_clean(world: &World, hook: &Hook, daemon: &Daemon) {
     let metrics = daemon.metrics().await;
+    if let Err(problem) = check_exposition(&metrics) {
+        panic!("{problem}\n{metrics}");
+    }
+    assert!(metrics.contains("# TYPE roster_notifications counter"));
     let bodies = serde_json::to_string(&hook.bodies()).unwrap();
     for text in [&bodies, &daemon.log(), &metrics] {
         assert_no_secrets(world, text);
@@ -370,4 +374,36 @@ async fn a_hanging_receiver_never_delays_a_pass_or_the_shutdown() {
     assert!(daemon
         .log()
         .contains("notifications still queued at shutdown were not sent"));
+}
+
+#[tokio::test]
+async fn the_url_is_shown_neither_by_help_nor_when_refused() {
+    let mut world = World::new();
+    world.write("people.yaml", "users: []\n");
+    world.write("providers.yaml", "providers: {}\n");
+    let token = distinctive_secret();
+    let url = format!("https://hooks.example.com/services/{token}");
+    world.set_env("ROSTER_NOTIFY_WEBHOOK", Some(&url));
+    let help = world.roster(&["run", "--help"]).await;
+    assert_eq!(help.code, 0);
+    assert!(
+        help.stdout.contains("[env: ROSTER_NOTIFY_WEBHOOK]"),
+        "{}",
+        help.stdout
+    );
+    assert!(!help.stdout.contains(&token), "{}", help.stdout);
+
+    let plain = format!("http://hooks.example.com/services/{token}");
+    let refused = world
+        .roster(&["run", "--listen", "127.0.0.1:0", "--notify-webhook", &plain])
+        .await;
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("--notify-webhook must use https:// (plain http only for a loopback host)"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stderr.contains(&token), "{}", refused.stderr);
 }
