@@ -962,6 +962,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_network_error_is_described_without_the_url() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let url = format!("http://127.0.0.1:{port}/hook/secret-path");
+        let error = reqwest::Client::new().post(&url).send().await.unwrap_err();
+        assert!(
+            error.to_string().contains("secret-path"),
+            "reqwest names the URL"
+        );
+        let described = describe(&error.without_url());
+        assert!(!described.contains("secret-path"), "{described}");
+        assert!(!described.contains("/hook"), "{described}");
+    }
+
+    #[tokio::test]
     async fn a_500_and_a_429_are_retried_and_another_4xx_is_not() {
         let hook = receiver(vec![(500, None), (429, Some("0"))], Duration::ZERO).await;
         let counts = NotificationCounts::default();
