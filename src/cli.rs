@@ -233,6 +233,23 @@ pub struct RunArgs {
     /// On SIGTERM/SIGINT, how long to wait for calls in flight before giving up.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub grace_period: Duration,
+    /// POST a JSON (Slack-compatible) notification to this URL on drift corrected, a
+    /// guard refusal, a failing instance, an invalid folder, and recovery. https:// (http
+    /// only to loopback). The URL is a secret: never logged or shown.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "ROSTER_NOTIFY_WEBHOOK",
+        hide_env_values = true,
+        value_parser = secret_value
+    )]
+    pub notify_webhook: Option<crate::secret::Secret>,
+}
+
+/// Wraps a secret argument at once, so that `Debug` of the arguments never shows it.
+/// It never fails: clap would quote a rejected value in its error.
+fn secret_value(text: &str) -> Result<crate::secret::Secret, std::convert::Infallible> {
+    Ok(crate::secret::Secret::new(text))
 }
 
 /// An interval under a second would turn the daemon into a busy loop against providers.
@@ -341,6 +358,7 @@ async fn run_daemon(args: RunArgs) -> anyhow::Result<u8> {
         providers: args.folder.providers,
         max_changes: args.max_changes,
         grace_period: args.grace_period,
+        notify_webhook: args.notify_webhook,
     })
     .await?;
     Ok(0)

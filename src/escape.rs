@@ -17,6 +17,9 @@
 //!   joiner.
 //! - [`json_safe`]: JSON produced by `serde_json` (already valid) with the characters a
 //!   terminal would act on written as `\uXXXX`; parsing it gives back the exact values.
+//! - [`slack`]: Slack message text (webhook notifications). The [`text`] escaping
+//!   first, then `&`, `<` and `>` as entities, the three characters Slack's markup uses
+//!   for mentions (`<!channel>`, `<@U123>`) and links (`<https://x|label>`).
 //! - [`Untrusted`]: a `Display` wrapper applying [`text`], for log fields.
 
 use std::borrow::Cow;
@@ -148,6 +151,23 @@ pub fn json_safe(json: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Escapes untrusted text for the `text` of a Slack message: one line (the [`text`]
+/// escaping), and `&`, `<`, `>` as the entities Slack documents, so a display name can
+/// neither mention `<!channel>` or a person nor make a link.
+pub fn slack(s: &str) -> String {
+    let visible = text(s);
+    let mut out = String::with_capacity(visible.len() + 8);
+    for c in visible.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Columns that `s` takes in a terminal once [`text`]-escaped (wide CJK characters count
 /// two, combining marks none), for lining up text tables.
 pub fn width(s: &str) -> usize {
@@ -204,6 +224,30 @@ pub(crate) mod tests {
         "# heading\n- list\n> quote",
         "[^1] [!WARNING]",
     ];
+
+    #[test]
+    fn slack_text_cannot_mention_link_or_break_lines() {
+        let cases = [
+            ("jsmith", "jsmith"),
+            ("<!channel> hi", "&lt;!channel&gt; hi"),
+            ("<@U123>", "&lt;@U123&gt;"),
+            (
+                "<https://evil.example|click>",
+                "&lt;https://evil.example|click&gt;",
+            ),
+            ("a &amp; b", "a &amp;amp; b"),
+            ("line\n<!here>", "line\\n&lt;!here&gt;"),
+            ("\u{202e}x", "\\u{202e}x"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(slack(input), expected, "{input:?}");
+        }
+        for hostile in HOSTILE {
+            let escaped = slack(hostile);
+            assert!(!escaped.contains(['<', '>', '\n', '\r']), "{escaped}");
+            assert!(escaped.chars().all(|c| !is_hidden(c)), "{escaped:?}");
+        }
+    }
 
     #[test]
     fn text_keeps_plain_text_borrowed() {

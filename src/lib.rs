@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod demo;
 pub mod desired;
 pub mod escape;
+pub mod notify;
 pub mod plan;
 pub mod provider;
 pub mod reconcile;

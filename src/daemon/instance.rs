@@ -9,6 +9,7 @@
 use super::metrics::{AccountCounts, InstanceObserver, PassMetrics};
 use super::{fingerprint, Context, InstanceHealth, Loaded};
 use crate::apply::{self, ApplyOptions, ApplyReport, Outcome};
+use crate::notify::{Episodes, Notification, PassEnd};
 use crate::plan::{self, Plan};
 use crate::provider::{self, Provider};
 use crate::reconcile;
@@ -178,6 +179,8 @@ pub fn spawn(
         failures: 0,
         guard_held: None,
         refusal: None,
+        episodes: Episodes::default(),
+        last_error: None,
     };
     let task = tokio::spawn(async move {
         if let Some(previous) = previous {
@@ -213,6 +216,10 @@ struct InstanceLoop {
     guard_held: Option<u64>,
     /// The last pass's refusal (changes, limit), for `/readyz`.
     refusal: Option<(usize, usize)>,
+    /// Which notifications are open (a refusal, a failing streak), to send each once.
+    episodes: Episodes,
+    /// The first reason the last pass failed, for the `instance_failing` notification.
+    last_error: Option<String>,
 }
 
 impl InstanceLoop {
@@ -254,6 +261,7 @@ impl InstanceLoop {
             if let Some(health) = health {
                 self.context.health.pass_finished(&self.name, health);
             }
+            self.notify_episodes(result);
             let (delay, reason) = next_pass(
                 result,
                 self.failures,
@@ -263,6 +271,26 @@ impl InstanceLoop {
             due = Some((Instant::now() + delay, reason));
         }
         tracing::debug!(instance = %self.name, "instance loop stopped");
+    }
+
+    /// Notifies the start or end of a guard refusal or a failing streak.
+    fn notify_episodes(&mut self, result: PassResult) {
+        let end = match (result, self.refusal) {
+            (PassResult::Success, _) => PassEnd::Success,
+            (PassResult::Error, _) => PassEnd::Failed {
+                failures: self.failures,
+                error: self.last_error.as_deref(),
+            },
+            (PassResult::Refused, Some((changes, limit))) => PassEnd::Refused { changes, limit },
+            (PassResult::Refused, None) | (PassResult::Interrupted, _) => PassEnd::Interrupted,
+        };
+        let git_commit = self.folder.borrow().git_commit.clone();
+        for notification in self
+            .episodes
+            .after_pass(&self.name, end, git_commit.as_deref())
+        {
+            self.context.notifier.notify(notification);
+        }
     }
 
     /// The adapter for `loaded`, connecting (again) when the folder was reloaded.
@@ -291,6 +319,7 @@ impl InstanceLoop {
         let loaded = self.folder.borrow().clone();
         let desired = &loaded.desired;
         self.refusal = None;
+        self.last_error = None;
         let folder = fingerprint(desired, &self.name);
         if self.guard_held.is_some_and(|held| held != folder) {
             tracing::info!(instance = %self.name, "the folder changed; the safety guard's hold is lifted and the changes are planned afresh");
@@ -300,6 +329,7 @@ impl InstanceLoop {
             Ok(provider) => provider,
             Err(message) => {
                 tracing::error!(instance = %self.name, error = ?message, "cannot connect");
+                self.last_error = Some(message);
                 let accounts = AccountCounts {
                     error: self.account_total(&loaded),
                     ..AccountCounts::default()
@@ -376,6 +406,15 @@ impl InstanceLoop {
         } else {
             PassResult::Success
         };
+        self.last_error = report
+            .audit_error
+            .clone()
+            .or_else(|| report.errors.first().map(|e| e.message.clone()))
+            .or_else(|| {
+                let failed = report.results.iter().find(|r| r.outcome == Outcome::Failed);
+                failed.and_then(|r| r.message.clone())
+            });
+        self.notify_drift_corrected(&loaded, &report);
         let instance_unreadable = plan.errors.iter().any(|e| e.user.is_none());
         let accounts = if instance_unreadable {
             AccountCounts {
@@ -430,6 +469,25 @@ impl InstanceLoop {
             }
         }
         drift
+    }
+
+    /// Notifies every write that undid a change made by hand at the provider: an account
+    /// that was in its desired status at the end of the last pass, set back to it now.
+    fn notify_drift_corrected(&self, loaded: &Loaded, report: &ApplyReport) {
+        for result in &report.results {
+            if result.outcome == Outcome::Applied
+                && self.converged.get(&result.account_id) == Some(&result.to)
+            {
+                self.context.notifier.notify(Notification::drift_corrected(
+                    &self.name,
+                    &result.user,
+                    &result.account_id,
+                    result.from.as_str(),
+                    result.to.as_str(),
+                    loaded.git_commit.as_deref(),
+                ));
+            }
+        }
     }
 
     fn remember_converged(&mut self, loaded: &Loaded, plan: &Plan, report: &ApplyReport) {

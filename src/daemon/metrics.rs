@@ -4,6 +4,7 @@
 
 use super::instance::{PassResult, Reason};
 use crate::apply::{ApplyReport, Outcome};
+use crate::notify::NotificationCounts;
 use crate::provider::RequestObserver;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -92,6 +93,7 @@ pub struct Metrics {
     desired_valid: Gauge,
     reloads: Family<ResultLabels, Counter>,
     desired_info: Family<CommitLabels, Gauge>,
+    notifications: NotificationCounts,
 }
 
 fn pass_histogram() -> Histogram {
@@ -205,6 +207,12 @@ impl Metrics {
             "Always 1; labels describe the folder in force",
             desired_info.clone(),
         );
+        let notifications = NotificationCounts::default();
+        registry.register(
+            "notifications",
+            "Webhook notifications by result: sent, failed, dropped (queue full), coalesced (over the rate limit)",
+            notifications.clone(),
+        );
         Metrics {
             registry,
             passes,
@@ -222,7 +230,13 @@ impl Metrics {
             desired_valid,
             reloads,
             desired_info,
+            notifications,
         }
+    }
+
+    /// The counters the webhook notifier increments (`roster_notifications_total`).
+    pub fn notifications(&self) -> NotificationCounts {
+        self.notifications.clone()
     }
 
     /// The whole registry in the OpenMetrics text format.

@@ -14,7 +14,9 @@ pub mod watch;
 
 use crate::audit::{self, AuditError, AuditLog};
 use crate::desired::{self, DesiredState, Problem};
+use crate::notify::{Notification, Notifier, NotifyError, NotifyOptions};
 use crate::reconcile::{self, UnknownInstance};
+use crate::secret::Secret;
 use instance::{LoopHandle, Reason};
 use metrics::Metrics;
 use std::collections::BTreeMap;
@@ -43,6 +45,8 @@ pub struct DaemonConfig {
     pub max_changes: Option<usize>,
     /// How long a shutdown waits for calls in flight.
     pub grace_period: Duration,
+    /// `--notify-webhook`: where operator notifications are POSTed (a secret).
+    pub notify_webhook: Option<Secret>,
 }
 
 /// Why the daemon stopped other than by a clean shutdown.
@@ -58,6 +62,8 @@ pub enum DaemonError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     UnknownInstance(#[from] UnknownInstance),
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     #[error("cannot watch the folder: {0}")]
@@ -88,6 +94,8 @@ pub struct Context {
     pub audit: Option<Arc<AuditLog>>,
     pub interval: Duration,
     pub max_changes: Option<usize>,
+    /// Webhook notifications; queues and returns at once, never delaying a pass.
+    pub notifier: Notifier,
 }
 
 /// What readiness knows of one reconciled instance: how its last finished pass ended.
@@ -257,7 +265,11 @@ impl Supervisor {
         metrics.reloaded(true);
         metrics.set_folder_commit(git_commit.as_deref());
         self.context.health.set_valid(true);
-        self.last_problems = None;
+        if self.last_problems.take().is_some() {
+            self.context
+                .notifier
+                .notify(Notification::folder_recovered(git_commit.as_deref()));
+        }
 
         let mut selected = Vec::new();
         for name in desired.instances.keys() {
@@ -384,6 +396,11 @@ impl Supervisor {
             problems = problems.len(),
             "desired state invalid; {in_force}"
         );
+        let texts: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        let commit = audit::git_commit(&self.dir);
+        self.context
+            .notifier
+            .notify(Notification::folder_invalid(&texts, commit.as_deref()));
         self.last_problems = Some(problems);
     }
 
@@ -408,6 +425,9 @@ impl Supervisor {
     }
 }
 
+/// How long a shutdown waits for queued notifications (a recovery, say) to be sent.
+const NOTIFY_FLUSH: Duration = Duration::from_secs(2);
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     tracing::info!(
@@ -417,6 +437,18 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     );
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
+    let notifier = match &config.notify_webhook {
+        Some(url) => {
+            let notifier = Notifier::start(
+                url.clone(),
+                NotifyOptions::default(),
+                metrics.notifications(),
+            )?;
+            tracing::info!("webhook notifications on (the URL is a secret and is not logged)");
+            notifier
+        }
+        None => Notifier::disabled(),
+    };
     let audit = match &config.audit_log {
         Some(path) => Some(Arc::new(AuditLog::open(path)?)),
         None => None,
@@ -460,6 +492,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
             audit: audit.clone(),
             interval: config.interval,
             max_changes: config.max_changes,
+            notifier: notifier.clone(),
         }),
         shutdown: shutdown.clone(),
         folder: None,
@@ -505,6 +538,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     };
     server_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    notifier.close(NOTIFY_FLUSH).await;
     match drained {
         Ok(()) => {
             match &config.audit_log {

@@ -90,13 +90,21 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `roster run DIR --listen 127.0.0.1:0 ARGS...` and waits for its address.
     pub async fn start(dir: &Path, args: &[&str]) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_roster"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_roster"));
+        command
             .arg("run")
             .arg(dir)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env(TOKEN_ENV, "sim-token")
-            .env_remove("RUST_LOG")
+            .env_remove("RUST_LOG");
+        Daemon::spawn(command).await
+    }
+
+    /// Starts a prepared `roster run ... --listen 127.0.0.1:0` command (such as
+    /// `World::command` builds) with its stderr collected, and waits for its address.
+    pub async fn spawn(mut command: Command) -> Daemon {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
