@@ -4,6 +4,7 @@
 use crate::apply::{self, ApplyOptions};
 use crate::audit::{self, AuditLog};
 use crate::desired::{self, DesiredState, Location, Problem};
+use crate::escape;
 use crate::provider::http::NoObserver;
 use crate::reconcile::{self, Providers};
 use crate::report::{self, Format};
@@ -211,23 +212,35 @@ pub fn execute(cli: Cli) -> u8 {
 
 /// Writes an error for people to stderr: as text, `text_prefix` before the first line;
 /// with `--log-format json`, one JSON object per line, so log shippers never see a
-/// stray plain line.
+/// stray plain line. Each line is escaped here, at the edge: messages carry file names,
+/// YAML values and provider answers, and none of them may move a terminal's cursor or
+/// forge a line (an ESC or CR shows as `\u{1b}`, `\r`).
 fn say(format: LogFormat, text_prefix: &str, message: &str) {
-    for (i, line) in message.lines().enumerate() {
-        match format {
-            LogFormat::Text if i == 0 => eprintln!("{text_prefix}{line}"),
-            LogFormat::Text => eprintln!("{line}"),
-            LogFormat::Json => eprintln!(
-                "{}",
-                serde_json::json!({
+    for line in say_lines(format, text_prefix, message) {
+        eprintln!("{line}");
+    }
+}
+
+/// The stderr lines [`say`] writes, escaped.
+fn say_lines(format: LogFormat, text_prefix: &str, message: &str) -> Vec<String> {
+    message
+        .lines()
+        .enumerate()
+        .map(|(i, line)| match format {
+            LogFormat::Text if i == 0 => format!("{text_prefix}{}", escape::text(line)),
+            LogFormat::Text => escape::text(line).into_owned(),
+            LogFormat::Json => escape::json_safe(
+                &serde_json::json!({
                     "timestamp": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
                     "level": "ERROR",
                     "message": line,
                     "target": "roster",
                 })
-            ),
-        }
-    }
+                .to_string(),
+            )
+            .into_owned(),
+        })
+        .collect()
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -542,6 +555,29 @@ mod tests {
                 "-v x{verbose}, daemon {daemon}"
             );
         }
+    }
+
+    #[test]
+    fn said_lines_carry_no_terminal_control() {
+        let message = "bad file \u{1b}[2Jevil.yaml\rforged\nsecond \u{202e}line";
+        let text = say_lines(LogFormat::Text, "error: ", message);
+        assert_eq!(
+            text,
+            [
+                r"error: bad file \u{1b}[2Jevil.yaml\rforged",
+                r"second \u{202e}line"
+            ]
+        );
+        let json = say_lines(LogFormat::Json, "error: ", message);
+        assert_eq!(json.len(), 2);
+        for line in &json {
+            assert!(
+                !line.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{line:?}"
+            );
+        }
+        let first: serde_json::Value = serde_json::from_str(&json[0]).expect("json");
+        assert_eq!(first["message"], "bad file \u{1b}[2Jevil.yaml\rforged");
     }
 
     #[test]
