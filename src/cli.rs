@@ -5,7 +5,7 @@ use crate::apply::{self, ApplyOptions};
 use crate::audit::{self, AuditLog};
 use crate::desired::{self, DesiredState, Location, Problem};
 use crate::escape;
-use crate::provider::http::NoObserver;
+use crate::progress::Progress;
 use crate::reconcile::{self, Providers};
 use crate::report::{self, Format};
 use anyhow::{anyhow, Context};
@@ -410,8 +410,9 @@ fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
-/// Loads the folder and connects the selected instances, failing early and clearly.
-fn prepare(folder: &FolderArgs) -> anyhow::Result<(DesiredState, Providers)> {
+/// Loads the folder and connects the selected instances, failing early and clearly. The
+/// instances report their requests to the returned progress display.
+fn prepare(folder: &FolderArgs) -> anyhow::Result<(DesiredState, Providers, Arc<Progress>)> {
     let desired = desired::load(&folder.dir).map_err(|invalid| {
         anyhow!(
             "{invalid}\n{}: invalid ({}); nothing was read or changed",
@@ -424,26 +425,22 @@ fn prepare(folder: &FolderArgs) -> anyhow::Result<(DesiredState, Providers)> {
         return Err(anyhow!(unknown.join("\n")));
     }
     let selected = reconcile::select(&desired, &folder.providers)?;
-    let providers = reconcile::connect_all(&selected, Arc::new(NoObserver)).map_err(|errors| {
+    let progress = Arc::new(Progress::for_stderr(
+        selected.iter().map(|instance| instance.name.as_str()),
+    ));
+    let providers = reconcile::connect_all(&selected, progress.clone()).map_err(|errors| {
         anyhow!(errors
             .iter()
             .map(|e| e.to_string())
             .collect::<Vec<_>>()
             .join("\n"))
     })?;
-    progress(&format!(
+    progress.note(&format!(
         "Reading {} provider instance(s) for {} accounts...",
         providers.len(),
         desired.account_count()
     ));
-    Ok((desired, providers))
-}
-
-/// Progress for people: only when stderr is a terminal, never mixed into stdout.
-fn progress(message: &str) {
-    if std::io::stderr().is_terminal() {
-        eprintln!("{message}");
-    }
+    Ok((desired, providers, progress))
 }
 
 fn print(text: &str) -> anyhow::Result<()> {
@@ -454,8 +451,9 @@ fn print(text: &str) -> anyhow::Result<()> {
 }
 
 async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
-    let (desired, providers) = prepare(&args.folder)?;
+    let (desired, providers, progress) = prepare(&args.folder)?;
     let plan = reconcile::plan_live(&desired, &providers).await;
+    progress.finish();
     let options = ApplyOptions {
         max_changes: args.max_changes,
         ..ApplyOptions::default()
@@ -472,10 +470,10 @@ async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
 }
 
 async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
-    let (desired, providers) = prepare(&args.folder)?;
+    let (desired, providers, progress) = prepare(&args.folder)?;
     let audit = args.audit_log.as_deref().map(AuditLog::open).transpose()?;
     let plan = reconcile::plan_live(&desired, &providers).await;
-    progress(&format!("Applying {} change(s)...", plan.changes.len()));
+    progress.note(&format!("Applying {} change(s)...", plan.changes.len()));
     let options = ApplyOptions {
         max_changes: args.max_changes,
         allow_mass_change: args.allow_mass_change,
@@ -484,6 +482,7 @@ async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
         stop: None,
     };
     let summary = apply::apply(&plan, &desired, &providers, &options, audit.as_ref()).await;
+    progress.finish();
     print(&report::render_apply(&summary, args.format))?;
     Ok(summary.exit_code() as u8)
 }

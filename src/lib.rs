@@ -12,6 +12,7 @@ pub mod demo;
 pub mod desired;
 pub mod escape;
 pub mod plan;
+pub mod progress;
 pub mod provider;
 pub mod reconcile;
 pub mod report;

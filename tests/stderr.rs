@@ -144,3 +144,13 @@ async fn a_hostile_file_name_is_escaped_in_validation_errors() {
         "the name is shown with its escapes: {run:?}"
     );
 }
+
+#[tokio::test]
+async fn nothing_but_the_result_is_written_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    folder(dir.path(), &hostile_provider());
+    let run = run_roster(dir.path(), &["plan"], &env()).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("georg"), "{run:?}");
+    assert_eq!(run.stderr, "", "no progress in a pipe");
+}

@@ -72,6 +72,10 @@ pub trait RequestObserver: Send + Sync {
     );
     /// An attempt is about to be retried.
     fn retry_scheduled(&self, instance: &str);
+    /// A read or a write (`write` says which) finished, after every attempt it took,
+    /// whether it succeeded or not. Progress displays count these; metrics count the
+    /// attempts above and need not implement it.
+    fn call_finished(&self, _instance: &str, _write: bool) {}
 }
 
 /// A [`RequestObserver`] that ignores everything.
@@ -339,7 +343,11 @@ impl HttpClient {
 
     /// Sends a read. Reads never change provider state, whatever their method.
     pub async fn read(&self, request: ApiRequest) -> Result<ApiResponse, HttpError> {
-        self.send(request).await
+        let result = self.send(request).await;
+        self.config
+            .observer
+            .call_finished(&self.config.instance, false);
+        result
     }
 
     /// Sends a write. The [`WriteAccess`] argument is what keeps `plan` unable to write.
@@ -348,7 +356,11 @@ impl HttpClient {
         _access: &WriteAccess,
         request: ApiRequest,
     ) -> Result<ApiResponse, HttpError> {
-        self.send(request).await
+        let result = self.send(request).await;
+        self.config
+            .observer
+            .call_finished(&self.config.instance, true);
+        result
     }
 
     /// Builds the URL of `segments` under the base URL, each segment percent-encoded
