@@ -224,7 +224,7 @@ async fn a_bad_ca_file_is_a_clear_error_at_start() {
     assert_eq!(
         error,
         format!(
-            "secure: cannot build HTTP client: ca_file {}: cannot read it: entity not found",
+            "cannot build HTTP client: ca_file {}: cannot read it: entity not found",
             missing.display()
         )
     );
