@@ -11,9 +11,51 @@
 use crate::provider::RequestObserver;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
+
+/// The lines being drawn, if any, so that a log line written meanwhile can lift them out
+/// of its way (see [`log_writer`]) instead of landing in the middle of one.
+static DRAWING: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+fn drawing() -> std::sync::MutexGuard<'static, Option<MultiProgress>> {
+    DRAWING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The log's stderr writer: each log line is written with the progress lines (if any are
+/// drawn) cleared and redrawn below it, so logs and progress never garble each other.
+pub fn log_writer() -> LogWriter {
+    LogWriter
+}
+
+/// See [`log_writer`].
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let active = drawing().clone();
+        match active {
+            Some(multi) => multi.suspend(|| std::io::stderr().write(buf)),
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let active = drawing().clone();
+        match active {
+            Some(multi) => multi.suspend(|| std::io::stderr().write_all(buf)),
+            None => std::io::stderr().write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
 
 /// How often a visible spinner moves, so a slow request still shows the command is alive.
 const TICK: Duration = Duration::from_millis(120);
@@ -133,6 +175,9 @@ impl Progress {
                 (name.to_string(), line)
             })
             .collect();
+        if let Some(multi) = &multi {
+            *drawing() = Some(multi.clone());
+        }
         Progress { multi, lines }
     }
 
@@ -161,6 +206,7 @@ impl Progress {
         }
         if let Some(multi) = &self.multi {
             let _ = multi.clear();
+            *drawing() = None;
         }
     }
 
