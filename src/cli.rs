@@ -4,7 +4,8 @@
 use crate::apply::{self, ApplyOptions};
 use crate::audit::{self, AuditLog};
 use crate::desired::{self, DesiredState, Location, Problem};
-use crate::provider::http::NoObserver;
+use crate::escape;
+use crate::progress::Progress;
 use crate::reconcile::{self, Providers};
 use crate::report::{self, Format};
 use anyhow::{anyhow, Context};
@@ -285,31 +286,73 @@ pub fn execute(cli: Cli) -> u8 {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
+            if let Some(rejected) = error.downcast_ref::<FolderRejected>() {
+                for problem in &rejected.problems {
+                    say_line(format, "", &problem.to_string());
+                }
+            }
             say(format, "error: ", &format!("{error:#}"));
             1
         }
     }
 }
 
+/// A folder that did not load, so a command read and changed nothing. [`execute`] prints
+/// each problem as one escaped line before this summary: a problem's text holds file
+/// names and YAML values, and a newline in one must not start a line of its own.
+#[derive(Debug, thiserror::Error)]
+#[error("{dir}: invalid ({count}); nothing was read or changed")]
+struct FolderRejected {
+    dir: String,
+    count: String,
+    problems: Vec<Problem>,
+}
+
 /// Writes an error for people to stderr: as text, `text_prefix` before the first line;
 /// with `--log-format json`, one JSON object per line, so log shippers never see a
-/// stray plain line.
+/// stray plain line. Each line is escaped here, at the edge: messages carry file names,
+/// YAML values and provider answers, and none of them may move a terminal's cursor or
+/// forge a line (an ESC or CR shows as `\u{1b}`, `\r`).
 fn say(format: LogFormat, text_prefix: &str, message: &str) {
-    for (i, line) in message.lines().enumerate() {
-        match format {
-            LogFormat::Text if i == 0 => eprintln!("{text_prefix}{line}"),
-            LogFormat::Text => eprintln!("{line}"),
-            LogFormat::Json => eprintln!(
-                "{}",
-                serde_json::json!({
+    for line in say_lines(format, text_prefix, message) {
+        eprintln!("{line}");
+    }
+}
+
+/// Writes `line` as one line, as [`say`] does, with any line break inside it escaped.
+fn say_line(format: LogFormat, text_prefix: &str, line: &str) {
+    for line in render_lines(format, text_prefix, std::iter::once(line)) {
+        eprintln!("{line}");
+    }
+}
+
+/// The stderr lines [`say`] writes, escaped.
+fn say_lines(format: LogFormat, text_prefix: &str, message: &str) -> Vec<String> {
+    render_lines(format, text_prefix, message.lines())
+}
+
+fn render_lines<'a>(
+    format: LogFormat,
+    text_prefix: &str,
+    lines: impl Iterator<Item = &'a str>,
+) -> Vec<String> {
+    lines
+        .enumerate()
+        .map(|(i, line)| match format {
+            LogFormat::Text if i == 0 => format!("{text_prefix}{}", escape::text(line)),
+            LogFormat::Text => escape::text(line).into_owned(),
+            LogFormat::Json => escape::json_safe(
+                &serde_json::json!({
                     "timestamp": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
                     "level": "ERROR",
                     "message": line,
                     "target": "roster",
                 })
-            ),
-        }
-    }
+                .to_string(),
+            )
+            .into_owned(),
+        })
+        .collect()
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -379,7 +422,7 @@ pub fn init_logging(verbose: u8, format: LogFormat, daemon: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("roster={level},warn")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(crate::progress::log_writer);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder
@@ -439,7 +482,7 @@ fn validate(args: &ValidateArgs, log_format: LogFormat) -> anyhow::Result<u8> {
             let summary = format!("{}: invalid ({})", dir.display(), invalid.count_text());
             if args.format == ValidateFormat::Text {
                 for problem in &invalid.problems {
-                    say(log_format, "", &problem.to_string());
+                    say_line(log_format, "", &problem.to_string());
                 }
             }
             (invalid.problems, summary)
@@ -491,40 +534,35 @@ fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
-/// Loads the folder and connects the selected instances, failing early and clearly.
-fn prepare(folder: &FolderArgs) -> anyhow::Result<(DesiredState, Providers)> {
-    let desired = desired::load(&folder.dir).map_err(|invalid| {
-        anyhow!(
-            "{invalid}\n{}: invalid ({}); nothing was read or changed",
-            folder.dir.display(),
-            invalid.count_text()
-        )
+/// Loads the folder and connects the selected instances, failing early and clearly. The
+/// instances report their requests to the returned progress display.
+fn prepare(folder: &FolderArgs) -> anyhow::Result<(DesiredState, Providers, Arc<Progress>)> {
+    let desired = desired::load(&folder.dir).map_err(|invalid| FolderRejected {
+        dir: folder.dir.display().to_string(),
+        count: invalid.count_text(),
+        problems: invalid.problems,
     })?;
     let unknown = unknown_providers(&desired, &folder.providers);
     if !unknown.is_empty() {
         return Err(anyhow!(unknown.join("\n")));
     }
     let selected = reconcile::select(&desired, &folder.providers)?;
-    let providers = reconcile::connect_all(&selected, Arc::new(NoObserver)).map_err(|errors| {
+    let progress = Arc::new(Progress::for_stderr(
+        selected.iter().map(|instance| instance.name.as_str()),
+    ));
+    let providers = reconcile::connect_all(&selected, progress.clone()).map_err(|errors| {
         anyhow!(errors
             .iter()
             .map(|e| e.to_string())
             .collect::<Vec<_>>()
             .join("\n"))
     })?;
-    progress(&format!(
+    progress.note(&format!(
         "Reading {} provider instance(s) for {} accounts...",
         providers.len(),
         desired.account_count()
     ));
-    Ok((desired, providers))
-}
-
-/// Progress for people: only when stderr is a terminal, never mixed into stdout.
-fn progress(message: &str) {
-    if std::io::stderr().is_terminal() {
-        eprintln!("{message}");
-    }
+    Ok((desired, providers, progress))
 }
 
 fn print(text: &str) -> anyhow::Result<()> {
@@ -535,8 +573,9 @@ fn print(text: &str) -> anyhow::Result<()> {
 }
 
 async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
-    let (desired, providers) = prepare(&args.folder)?;
+    let (desired, providers, progress) = prepare(&args.folder)?;
     let plan = reconcile::plan_live(&desired, &providers).await;
+    progress.finish();
     let options = ApplyOptions {
         max_changes: args.max_changes,
         ..ApplyOptions::default()
@@ -553,10 +592,10 @@ async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
 }
 
 async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
-    let (desired, providers) = prepare(&args.folder)?;
+    let (desired, providers, progress) = prepare(&args.folder)?;
     let audit = args.audit_log.as_deref().map(AuditLog::open).transpose()?;
     let plan = reconcile::plan_live(&desired, &providers).await;
-    progress(&format!("Applying {} change(s)...", plan.changes.len()));
+    progress.note(&format!("Applying {} change(s)...", plan.changes.len()));
     let options = ApplyOptions {
         max_changes: args.max_changes,
         allow_mass_change: args.allow_mass_change,
@@ -565,6 +604,7 @@ async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
         stop: None,
     };
     let summary = apply::apply(&plan, &desired, &providers, &options, audit.as_ref()).await;
+    progress.finish();
     print(&report::render_apply(&summary, args.format))?;
     Ok(summary.exit_code() as u8)
 }
@@ -636,6 +676,29 @@ mod tests {
                 "-v x{verbose}, daemon {daemon}"
             );
         }
+    }
+
+    #[test]
+    fn said_lines_carry_no_terminal_control() {
+        let message = "bad file \u{1b}[2Jevil.yaml\rforged\nsecond \u{202e}line";
+        let text = say_lines(LogFormat::Text, "error: ", message);
+        assert_eq!(
+            text,
+            [
+                r"error: bad file \u{1b}[2Jevil.yaml\rforged",
+                r"second \u{202e}line"
+            ]
+        );
+        let json = say_lines(LogFormat::Json, "error: ", message);
+        assert_eq!(json.len(), 2);
+        for line in &json {
+            assert!(
+                !line.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{line:?}"
+            );
+        }
+        let first: serde_json::Value = serde_json::from_str(&json[0]).expect("json");
+        assert_eq!(first["message"], "bad file \u{1b}[2Jevil.yaml\rforged");
     }
 
     #[test]

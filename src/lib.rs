@@ -13,6 +13,7 @@ pub mod desired;
 pub mod escape;
 pub mod notify;
 pub mod plan;
+pub mod progress;
 pub mod provider;
 pub mod reconcile;
 pub mod report;

@@ -515,7 +515,10 @@ async fn rejected_credentials_are_a_clear_error(kind: SimKind) {
     );
     let message = errors[0]["message"].as_str().unwrap_or("");
     assert!(message.contains("credentials rejected"), "{message}");
-    assert!(message.contains(c.name()), "{message}");
+    assert!(
+        !message.starts_with(c.name()),
+        "the entry names the provider; its message must not repeat it: {message}"
+    );
 
     let (run, report) = apply(&world).await;
     assert_eq!(run.code, 1, "{run:?}");
@@ -543,6 +546,21 @@ async fn rejected_credentials_are_a_clear_error(kind: SimKind) {
         );
     }
     assert_no_secrets(&world, &format!("{requests:?}"));
+
+    let text = world.roster(&["plan", "desired-state"]).await;
+    let lines: Vec<&str> = text
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("  x "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text:?}");
+    assert_eq!(
+        lines[0].matches(c.name()).count(),
+        1,
+        "the error line names the instance exactly once: {:?}",
+        lines[0]
+    );
+    assert!(lines[0].contains("credentials rejected"), "{:?}", lines[0]);
 }
 
 /// A 429 with `Retry-After: 1`, once on a read and once on a write, is waited out and

@@ -243,7 +243,7 @@ async fn a_suspend_api_cursor_cycle_is_an_instance_error() {
         .to_string();
     assert_eq!(
         message,
-        "provider: the user list cannot be trusted, so this pass uses none of it: the cursor \"B\" after page 3 was already followed: the cursors go round in a cycle"
+        "the user list cannot be trusted, so this pass uses none of it: the cursor \"B\" after page 3 was already followed: the cursors go round in a cycle"
     );
     assert_eq!(seen.lock().unwrap().len(), 3);
 }

@@ -145,7 +145,7 @@ async fn an_unknown_issuer_is_named_and_tried_once_and_ca_file_fixes_it() {
     let error = c.read(ApiRequest::get(&["users"])).await.err().unwrap();
     assert_eq!(
         error.to_string(),
-        "secure: GET /users: TLS certificate problem: unknown issuer (the server's certificate is not signed by a trusted CA); not retried, since a retry cannot fix a certificate (for a private CA, set ca_file on the instance or SSL_CERT_FILE)"
+        "GET /users: TLS certificate problem: unknown issuer (the server's certificate is not signed by a trusted CA); not retried, since a retry cannot fix a certificate (for a private CA, set ca_file on the instance or SSL_CERT_FILE)"
     );
     assert_eq!(attempts.0.load(Ordering::SeqCst), 1);
     assert_eq!(server.connections.load(Ordering::SeqCst), 1);
@@ -193,7 +193,7 @@ async fn a_name_mismatch_and_an_expired_certificate_are_named() {
             .unwrap()
             .to_string();
         assert!(
-            error.starts_with(&format!("secure: GET /users: {problem}")),
+            error.starts_with(&format!("GET /users: {problem}")),
             "{error}"
         );
         assert!(error.contains("not retried"), "{error}");
@@ -224,7 +224,7 @@ async fn a_bad_ca_file_is_a_clear_error_at_start() {
     assert_eq!(
         error,
         format!(
-            "secure: cannot build HTTP client: ca_file {}: cannot read it: entity not found",
+            "cannot build HTTP client: ca_file {}: cannot read it: entity not found",
             missing.display()
         )
     );

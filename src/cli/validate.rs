@@ -4,6 +4,7 @@
 
 use super::ValidateFormat;
 use crate::desired::Problem;
+use crate::escape;
 use serde::Serialize;
 
 /// The problems (none for a valid folder) rendered for stdout. Text goes to stderr
@@ -67,11 +68,14 @@ fn annotation(problem: &Problem) -> String {
 }
 
 /// A command's message: `%`, CR and LF are encoded, so a value from the folder can
-/// neither end the annotation nor start a second workflow command on a new line.
+/// neither end the annotation nor start a second workflow command on a new line; other
+/// control characters are shown escaped, as on a terminal.
 fn escape_data(text: &str) -> String {
-    text.replace('%', "%25")
+    let encoded = text
+        .replace('%', "%25")
         .replace('\r', "%0D")
-        .replace('\n', "%0A")
+        .replace('\n', "%0A");
+    escape::text(&encoded).into_owned()
 }
 
 /// A property value: as a message, plus `:` and `,`, which would end the value.

@@ -204,7 +204,7 @@ pub fn spawn(
     let mut installed = match watches.install(&shared) {
         Ok(()) => true,
         Err(error) => {
-            tracing::warn!(folder = %shared.root.display(), error = ?error.to_string(), "cannot watch the folder yet; retrying every {}s", SETUP_RETRY.as_secs());
+            tracing::warn!(folder = ?shared.root, error = ?error.to_string(), "cannot watch the folder yet; retrying every {}s", SETUP_RETRY.as_secs());
             false
         }
     };
@@ -217,7 +217,7 @@ pub fn spawn(
                 _ = shared.wake.notified() => {}
                 _ = tokio::time::sleep(SETUP_RETRY), if !installed => {
                     if watches.install(&shared).is_ok() {
-                        tracing::info!(folder = %shared.root.display(), "watching the folder");
+                        tracing::info!(folder = ?shared.root, "watching the folder");
                         installed = true;
                         let _ = tx.try_send(());
                     }
@@ -245,7 +245,7 @@ pub fn spawn(
                 installed = match watches.install(&shared) {
                     Ok(()) => true,
                     Err(error) => {
-                        tracing::warn!(folder = %shared.root.display(), error = ?error.to_string(), "cannot watch the folder; retrying every {}s", SETUP_RETRY.as_secs());
+                        tracing::warn!(folder = ?shared.root, error = ?error.to_string(), "cannot watch the folder; retrying every {}s", SETUP_RETRY.as_secs());
                         false
                     }
                 };

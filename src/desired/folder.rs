@@ -89,7 +89,8 @@ pub fn problem_at(file: String, message: impl Into<String>) -> Problem {
 }
 
 /// How paths of the folder are shown: relative paths joined to the root as the user
-/// typed it, with control characters escaped so a file name cannot forge output lines.
+/// typed it. Names are kept as they are; every output escapes them where it renders them
+/// (a file name with a line break cannot forge an output line).
 pub struct Names {
     root: String,
 }
@@ -103,9 +104,7 @@ impl Names {
         } else {
             trimmed.to_string()
         };
-        Names {
-            root: escape(&root),
-        }
+        Names { root }
     }
 
     /// The folder itself.
@@ -115,7 +114,7 @@ impl Names {
 
     /// A path relative to the folder.
     pub fn show(&self, relative: &Path) -> String {
-        let relative = escape(&relative.to_string_lossy());
+        let relative = relative.to_string_lossy().into_owned();
         if relative.is_empty() {
             self.root.clone()
         } else if self.root.is_empty() || self.root == "." {
@@ -125,22 +124,6 @@ impl Names {
         } else {
             format!("{}/{relative}", self.root)
         }
-    }
-}
-
-fn escape(text: &str) -> String {
-    if text.chars().any(char::is_control) {
-        text.chars()
-            .map(|c| {
-                if c.is_control() {
-                    c.escape_default().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect()
-    } else {
-        text.to_string()
     }
 }
 
@@ -437,9 +420,9 @@ mod tests {
     }
 
     #[test]
-    fn control_characters_in_names_are_escaped() {
+    fn names_are_joined_to_the_root_as_typed() {
         let names = Names::new(Path::new("dir/"));
-        assert_eq!(names.show(Path::new("a\nb.yaml")), "dir/a\\nb.yaml");
+        assert_eq!(names.show(Path::new("a\nb.yaml")), "dir/a\nb.yaml");
         assert_eq!(names.show(Path::new("")), "dir");
         assert_eq!(Names::new(Path::new(".")).show(Path::new("x")), "x");
     }

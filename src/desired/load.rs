@@ -851,10 +851,7 @@ fn read_account(
         if text == "." || text == ".." || text.chars().any(char::is_control) {
             r.problem(
                 id.span(),
-                format!(
-                    "account id '{}' of {what} cannot be sent to a provider",
-                    text.escape_debug()
-                ),
+                format!("account id '{text}' of {what} cannot be sent to a provider"),
             );
         }
     }

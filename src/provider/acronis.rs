@@ -3,8 +3,8 @@
 //! `PUT /api/2/users/{id} {"enabled", "version"}` with optimistic concurrency.
 
 use super::http::{
-    retry_after, ApiRequest, ApiResponse, Credentials, HttpClient, HttpError, RetryPolicy,
-    Transport,
+    retry_after, ApiRequest, ApiResponse, Credentials, HttpClient, HttpError, RequestObserver,
+    RetryPolicy, Transport,
 };
 use super::{
     already_note, api_error, bounded, parse_json, AccountObservation, Connect, ConnectError,
@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
 use url::Url;
 
@@ -69,6 +69,7 @@ fn connect(cx: Connect) -> Result<Arc<dyn Provider>, ConnectError> {
         client_secret: client_secret.clone(),
         current: Mutex::new(None),
         fetched: AtomicU64::new(0),
+        observer: cx.observer.clone(),
     });
     let http = cx.http(tokens.clone(), HeaderMap::new(), Vec::new())?;
     Ok(Arc::new(Acronis { http }))
@@ -85,6 +86,9 @@ struct TokenSource {
     /// The token and when to renew it.
     current: Mutex<Option<(Secret, SystemTime)>>,
     fetched: AtomicU64,
+    /// The instance's request observer: a token request is an HTTP request like any other,
+    /// so it is counted in `roster_http_requests_total` and the latency histogram.
+    observer: Arc<dyn RequestObserver>,
 }
 
 #[derive(Deserialize)]
@@ -132,6 +136,7 @@ impl TokenSource {
                 .map(|d| d.min(policy.max_retry_after))
                 .unwrap_or_else(|| policy.backoff(attempt));
             attempt += 1;
+            self.observer.retry_scheduled(&self.instance);
             tracing::debug!(instance = %self.instance, attempt, delay_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), %reason, "retrying the token request");
             tokio::time::sleep(wait).await;
         }
@@ -142,25 +147,32 @@ impl TokenSource {
         client: &reqwest::Client,
     ) -> Result<(Secret, SystemTime), TokenAttempt> {
         self.fetched.fetch_add(1, Ordering::Relaxed);
-        let response = client
+        let started = Instant::now();
+        let sent = client
             .post(self.token_url.clone())
             .basic_auth(self.client_id.expose(), Some(self.client_secret.expose()))
             .header(ACCEPT, "application/json")
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body("grant_type=client_credentials")
             .send()
-            .await
-            .map_err(|e| match Transport::of(&e) {
-                // A certificate problem is not fixed by asking again.
-                Transport::Tls(_) => TokenAttempt::Fatal(self.error(format!(
-                    "token request failed: {}",
-                    crate::provider::http::describe_tls(&e)
-                ))),
-                transport => TokenAttempt::Retry {
-                    wait: None,
-                    reason: format!("token request failed: {}", transport.short()),
-                },
-            })?;
+            .await;
+        self.observer.request_finished(
+            &self.instance,
+            "POST",
+            sent.as_ref().ok().map(|r| r.status().as_u16()),
+            started.elapsed(),
+        );
+        let response = sent.map_err(|e| match Transport::of(&e) {
+            // A certificate problem is not fixed by asking again.
+            Transport::Tls(_) => TokenAttempt::Fatal(self.error(format!(
+                "token request failed: {}",
+                crate::provider::http::describe_tls(&e)
+            ))),
+            transport => TokenAttempt::Retry {
+                wait: None,
+                reason: format!("token request failed: {}", transport.short()),
+            },
+        })?;
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(TokenAttempt::Fatal(self.error(format!(
@@ -479,5 +491,92 @@ mod tests {
         let body = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
         let error = parse_batch("x", body.as_bytes()).err().unwrap();
         hostile::assert_clear(&error);
+    }
+}
+
+#[cfg(test)]
+mod token_metrics {
+    use super::*;
+    use crate::desired::{AuthConfig, InstanceConfig, Location, SecretSource};
+    use crate::simulator::{SimConfig, SimKind, SimUser, Simulator};
+    use std::sync::Mutex as StdMutex;
+
+    /// Records every attempt the client reports, as the daemon's metrics do.
+    #[derive(Default)]
+    struct Recorder(StdMutex<Vec<(String, String, Option<u16>)>>);
+
+    impl RequestObserver for Recorder {
+        fn request_finished(&self, instance: &str, method: &str, status: Option<u16>, _: Duration) {
+            if let Ok(mut seen) = self.0.lock() {
+                seen.push((instance.to_string(), method.to_string(), status));
+            }
+        }
+        fn retry_scheduled(&self, _: &str) {}
+    }
+
+    async fn observe_with(secret: &str) -> (Vec<(String, String, Option<u16>)>, usize) {
+        let user = SimUser {
+            id: "a".into(),
+            name: "a".into(),
+            status: "active".into(),
+            privileged: false,
+            version: 1,
+        };
+        let config = SimConfig::new(SimKind::Acronis, vec![user]);
+        let sim = Simulator::start(config.clone()).await.expect("simulator");
+        let instance = InstanceConfig {
+            name: "backup".into(),
+            kind: &KIND,
+            base_url: Url::parse(&sim.base_url()).expect("url"),
+            auth: AuthConfig::ClientCredentials {
+                client_id: SecretSource::Env("UNUSED".into()),
+                client_secret: SecretSource::Env("UNUSED".into()),
+            },
+            max_concurrency: 2,
+            requests_per_second: None,
+            timeout: Duration::from_secs(5),
+            max_changes: 25,
+            settings: Default::default(),
+            ca_file: None,
+            location: Location::default(),
+        };
+        let recorder = Arc::new(Recorder::default());
+        let provider = connect(Connect {
+            instance: &instance,
+            auth: ResolvedAuth::ClientCredentials {
+                client_id: Secret::new(config.client_id.clone()),
+                client_secret: Secret::new(secret),
+            },
+            observer: recorder.clone(),
+        })
+        .map_err(|e| e.to_string())
+        .expect("connect");
+        let _ = provider.observe(&["a".to_string()]).await;
+        let seen = recorder.0.lock().map(|s| s.clone()).unwrap_or_default();
+        (seen, sim.token_requests())
+    }
+
+    #[tokio::test]
+    async fn the_token_request_is_counted_like_every_other_request() {
+        let config = SimConfig::new(SimKind::Acronis, Vec::new());
+        let (seen, token_requests) = observe_with(&config.token).await;
+        assert_eq!(token_requests, 1);
+        assert_eq!(
+            seen,
+            vec![
+                ("backup".to_string(), "POST".to_string(), Some(200)),
+                ("backup".to_string(), "GET".to_string(), Some(200)),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rejected_token_request_is_counted_with_its_status() {
+        let (seen, token_requests) = observe_with("wrong-secret").await;
+        assert_eq!(token_requests, 1);
+        assert_eq!(
+            seen,
+            vec![("backup".to_string(), "POST".to_string(), Some(401))]
+        );
     }
 }

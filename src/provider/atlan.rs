@@ -199,11 +199,11 @@ mod tests {
     #[test]
     fn a_bad_field_is_named_by_its_path() {
         let cases = [
-            (r#"{"filterRecord": -1, "records": []}"#, "x: response is missing or has an invalid field: list page: field filterRecord: invalid value: integer `-1`, expected u64"),
-            (r#"{"filterRecord": "2", "records": []}"#, "x: response is missing or has an invalid field: list page: field filterRecord: invalid type: string \"2\", expected u64"),
-            (r#"{"filterRecord": 1e400, "records": []}"#, "x: response is missing or has an invalid field: list page: field filterRecord: number out of range"),
-            (r#"{"filterRecord": 2, "records": [{"id": "a", "enabled": true}, {"id": "b", "enabled": "yes"}]}"#, "x: response is missing or has an invalid field: list page: field records[1].enabled: invalid type: string \"yes\", expected a boolean"),
-            (r#"{"records": []}"#, "x: response is missing or has an invalid field: list page: missing field `filterRecord`"),
+            (r#"{"filterRecord": -1, "records": []}"#, "response is missing or has an invalid field: list page: field filterRecord: invalid value: integer `-1`, expected u64"),
+            (r#"{"filterRecord": "2", "records": []}"#, "response is missing or has an invalid field: list page: field filterRecord: invalid type: string \"2\", expected u64"),
+            (r#"{"filterRecord": 1e400, "records": []}"#, "response is missing or has an invalid field: list page: field filterRecord: number out of range"),
+            (r#"{"filterRecord": 2, "records": [{"id": "a", "enabled": true}, {"id": "b", "enabled": "yes"}]}"#, "response is missing or has an invalid field: list page: field records[1].enabled: invalid type: string \"yes\", expected a boolean"),
+            (r#"{"records": []}"#, "response is missing or has an invalid field: list page: missing field `filterRecord`"),
         ];
         for (body, expected) in cases {
             let error = parse_page("x", body.as_bytes()).err().unwrap().to_string();

@@ -72,6 +72,10 @@ pub trait RequestObserver: Send + Sync {
     );
     /// An attempt is about to be retried.
     fn retry_scheduled(&self, instance: &str);
+    /// A read or a write (`write` says which) finished, after every attempt it took,
+    /// whether it succeeded or not. Progress displays count these; metrics count the
+    /// attempts above and need not implement it.
+    fn call_finished(&self, _instance: &str, _write: bool) {}
 }
 
 /// A [`RequestObserver`] that ignores everything.
@@ -136,12 +140,13 @@ pub struct HttpConfig {
     pub ca_file: Option<PathBuf>,
 }
 
-/// A failure that no retry could fix.
+/// A failure that no retry could fix. Like [`crate::provider::ProviderError`], it carries
+/// the instance but its message leaves it out, for the caller to name once.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("{instance}: credentials rejected (HTTP 401); check the token or client secret")]
+    #[error("credentials rejected (HTTP 401); check the token or client secret")]
     Unauthorized { instance: String },
-    #[error("{instance}: {method} {path}: gave up after {attempts} attempts: {last}")]
+    #[error("{method} {path}: gave up after {attempts} attempts: {last}")]
     GaveUp {
         instance: String,
         method: String,
@@ -149,13 +154,15 @@ pub enum HttpError {
         attempts: u32,
         last: String,
     },
-    #[error("{instance}: account id {segment:?} cannot be used in a URL path")]
+    #[error("account id {segment:?} cannot be used in a URL path")]
     BadSegment { instance: String, segment: String },
-    #[error("{instance}: cannot build HTTP client: {reason}")]
+    #[error("cannot build HTTP client: {reason}")]
     Client { instance: String, reason: String },
-    #[error("{instance}: {reason}")]
+    #[error("{reason}")]
     Token { instance: String, reason: String },
-    #[error("{instance}: {method} {path}: {problem}; not retried, since a retry cannot fix a certificate{hint}")]
+    #[error(
+        "{method} {path}: {problem}; not retried, since a retry cannot fix a certificate{hint}"
+    )]
     Tls {
         instance: String,
         method: String,
@@ -163,13 +170,28 @@ pub enum HttpError {
         problem: String,
         hint: &'static str,
     },
-    #[error("{instance}: {method} {path}: the answer is larger than {limit} bytes, the most Roster reads from one response")]
+    #[error("{method} {path}: the answer is larger than {limit} bytes, the most Roster reads from one response")]
     TooLarge {
         instance: String,
         method: String,
         path: String,
         limit: usize,
     },
+}
+
+impl HttpError {
+    /// The instance this error happened at.
+    pub fn instance(&self) -> &str {
+        match self {
+            HttpError::Unauthorized { instance }
+            | HttpError::GaveUp { instance, .. }
+            | HttpError::BadSegment { instance, .. }
+            | HttpError::Client { instance, .. }
+            | HttpError::Token { instance, .. }
+            | HttpError::Tls { instance, .. }
+            | HttpError::TooLarge { instance, .. } => instance,
+        }
+    }
 }
 
 /// One request, described by path segments so ids are always percent-encoded.
@@ -321,7 +343,11 @@ impl HttpClient {
 
     /// Sends a read. Reads never change provider state, whatever their method.
     pub async fn read(&self, request: ApiRequest) -> Result<ApiResponse, HttpError> {
-        self.send(request).await
+        let result = self.send(request).await;
+        self.config
+            .observer
+            .call_finished(&self.config.instance, false);
+        result
     }
 
     /// Sends a write. The [`WriteAccess`] argument is what keeps `plan` unable to write.
@@ -330,7 +356,11 @@ impl HttpClient {
         _access: &WriteAccess,
         request: ApiRequest,
     ) -> Result<ApiResponse, HttpError> {
-        self.send(request).await
+        let result = self.send(request).await;
+        self.config
+            .observer
+            .call_finished(&self.config.instance, true);
+        result
     }
 
     /// Builds the URL of `segments` under the base URL, each segment percent-encoded
@@ -1074,7 +1104,7 @@ mod tests {
         let error = c.read(ApiRequest::get(&["users"])).await.err().unwrap();
         assert_eq!(
             error.to_string(),
-            format!("test: GET /users: gave up after 3 attempts: connection refused by 127.0.0.1:{port}")
+            format!("GET /users: gave up after 3 attempts: connection refused by 127.0.0.1:{port}")
         );
     }
 
@@ -1111,7 +1141,7 @@ mod tests {
             let error = c.read(ApiRequest::get(&[path])).await.err().unwrap();
             assert_eq!(
                 error.to_string(),
-                format!("test: GET /{path}: the answer is larger than {MAX_BODY_BYTES} bytes, the most Roster reads from one response")
+                format!("GET /{path}: the answer is larger than {MAX_BODY_BYTES} bytes, the most Roster reads from one response")
             );
         }
     }

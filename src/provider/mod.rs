@@ -235,28 +235,44 @@ pub trait Provider: Send + Sync {
     ) -> Result<WriteOutcome, ProviderError>;
 }
 
-/// A failure talking to a provider instance, always naming the instance.
+/// A failure talking to a provider instance. Every variant carries the instance, but the
+/// message leaves it out: plan and apply entries, the audit log and the daemon's log lines
+/// all name the instance in a field of their own, and a message that repeated it would read
+/// `x helpdesk  helpdesk: credentials rejected`. Use [`ProviderError::instance`] where the
+/// instance must be named and no field does it.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
-    #[error("{instance}: credentials rejected (HTTP 401); check the token or client secret")]
+    #[error("credentials rejected (HTTP 401); check the token or client secret")]
     CredentialsRejected { instance: String },
-    #[error("{instance}: account {account} not found (HTTP 404)")]
+    #[error("account {account} not found (HTTP 404)")]
     NotFound { instance: String, account: String },
-    #[error("{instance}: HTTP {status}: {message}")]
+    #[error("HTTP {status}: {message}")]
     Api {
         instance: String,
         status: u16,
         message: String,
     },
-    #[error("{instance}: response is missing or has an invalid field: {detail}")]
+    #[error("response is missing or has an invalid field: {detail}")]
     InvalidResponse { instance: String, detail: String },
-    #[error("{instance}: the user list cannot be trusted, so this pass uses none of it: {detail}")]
+    #[error("the user list cannot be trusted, so this pass uses none of it: {detail}")]
     Listing { instance: String, detail: String },
     #[error(transparent)]
     Http(#[from] HttpError),
 }
 
 impl ProviderError {
+    /// The instance this error happened at.
+    pub fn instance(&self) -> &str {
+        match self {
+            ProviderError::CredentialsRejected { instance }
+            | ProviderError::NotFound { instance, .. }
+            | ProviderError::Api { instance, .. }
+            | ProviderError::InvalidResponse { instance, .. }
+            | ProviderError::Listing { instance, .. } => instance,
+            ProviderError::Http(error) => error.instance(),
+        }
+    }
+
     /// The HTTP status behind this error, when an answer arrived.
     pub fn http_status(&self) -> Option<u16> {
         match self {
@@ -836,10 +852,11 @@ pub(crate) mod hostile {
     }
 
     /// Checks what every adapter promises about a page it could not parse: an error
-    /// that names the instance, never a panic.
+    /// that carries the instance (its message leaves it to the caller), never a panic.
     pub fn assert_clear(error: &super::ProviderError) {
         let message = error.to_string();
-        assert!(message.starts_with("x: "), "{message}");
+        assert_eq!(error.instance(), "x", "{message}");
+        assert!(!message.starts_with("x: "), "{message}");
         assert!(message.len() > 10, "{message}");
     }
 }
