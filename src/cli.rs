@@ -142,6 +142,10 @@ pub struct ApplyArgs {
     /// Append one JSON line per write call to this file.
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
+    /// Where the per-instance lock files live (default $XDG_STATE_HOME/roster, else
+    /// /var/lib/roster); use the same one as the daemon on this machine.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -168,6 +172,50 @@ pub struct RunArgs {
     /// On SIGTERM/SIGINT, how long to wait for calls in flight before giving up.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub grace_period: Duration,
+    /// Where the per-instance lock files live (default $XDG_STATE_HOME/roster, else
+    /// /var/lib/roster); a second process on this machine waits for them.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub election: ElectionArgs,
+}
+
+/// `roster run --leader-election`: several replicas, one writer (a Kubernetes Lease).
+#[derive(Args, Debug)]
+pub struct ElectionArgs {
+    /// Reconcile only while holding a coordination.k8s.io/v1 Lease (identity: POD_NAME,
+    /// else the host name); other replicas stay ready and idle.
+    #[arg(long, requires_all = ["lease_namespace", "lease_name"])]
+    pub leader_election: bool,
+    /// The Lease's namespace (usually the pod's own).
+    #[arg(long, value_name = "NS", requires = "leader_election")]
+    pub lease_namespace: Option<String>,
+    /// The Lease's name; one per deployment (per `--provider` shard).
+    #[arg(long, value_name = "NAME", requires = "leader_election")]
+    pub lease_name: Option<String>,
+    /// How long a lease holds without renewal: a dead leader's successor takes over
+    /// within this (whole seconds, at least 3s).
+    #[arg(long, default_value = "15s", value_parser = parse_lease_duration, requires = "leader_election")]
+    pub lease_duration: Duration,
+    /// For tests: the Kubernetes API URL instead of the in-cluster one.
+    #[arg(long, hide = true, value_name = "URL", requires = "leader_election")]
+    pub kube_api_url: Option<String>,
+    /// For tests: the bearer token file used with --kube-api-url.
+    #[arg(long, hide = true, value_name = "FILE", requires = "kube_api_url")]
+    pub kube_token_file: Option<PathBuf>,
+}
+
+/// `leaseDurationSeconds` is a whole number of seconds; under 3s the holder would have
+/// to renew more than once a second.
+fn parse_lease_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration.subsec_nanos() != 0 {
+        return Err("must be a whole number of seconds".into());
+    }
+    if duration < Duration::from_secs(3) {
+        return Err("must be at least 3s".into());
+    }
+    Ok(duration)
 }
 
 /// An interval under a second would turn the daemon into a busy loop against providers.
@@ -265,9 +313,33 @@ async fn run_daemon(args: RunArgs) -> anyhow::Result<u8> {
         providers: args.folder.providers,
         max_changes: args.max_changes,
         grace_period: args.grace_period,
+        state_dir: crate::lock::state_dir(args.state_dir.as_deref())?,
+        election: election_config(args.election)?,
     })
     .await?;
     Ok(0)
+}
+
+/// The leader-election settings, in-cluster unless a test gives `--kube-api-url`.
+fn election_config(args: ElectionArgs) -> anyhow::Result<Option<crate::lease::LeaseConfig>> {
+    if !args.leader_election {
+        return Ok(None);
+    }
+    let api = match args.kube_api_url {
+        Some(base_url) => crate::lease::api::ApiConfig {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            token_file: args.kube_token_file,
+            ca_file: None,
+        },
+        None => crate::lease::api::ApiConfig::in_cluster()?,
+    };
+    Ok(Some(crate::lease::LeaseConfig {
+        namespace: args.lease_namespace.unwrap_or_default(),
+        name: args.lease_name.unwrap_or_default(),
+        identity: crate::lease::default_identity(),
+        duration: args.lease_duration,
+        api,
+    }))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -460,6 +532,10 @@ async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
 
 async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
     let (desired, providers) = prepare(&args.folder)?;
+    // Every instance it may write, locked before the first read, so the plan it applies
+    // cannot be overtaken by another Roster writing there; released at exit.
+    let state_dir = crate::lock::state_dir(args.state_dir.as_deref())?;
+    let _locks = crate::lock::lock_all(&state_dir, providers.keys(), "roster apply")?;
     let audit = args.audit_log.as_deref().map(AuditLog::open).transpose()?;
     let plan = reconcile::plan_live(&desired, &providers).await;
     progress(&format!("Applying {} change(s)...", plan.changes.len()));
@@ -469,6 +545,7 @@ async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
         guard_held: false,
         git_commit: audit::git_commit(&args.folder.dir),
         stop: None,
+        fence: None,
     };
     let summary = apply::apply(&plan, &desired, &providers, &options, audit.as_ref()).await;
     print(&report::render_apply(&summary, args.format))?;

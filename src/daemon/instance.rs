@@ -9,6 +9,7 @@
 use super::metrics::{AccountCounts, InstanceObserver, PassMetrics};
 use super::{fingerprint, Context, InstanceHealth, Loaded};
 use crate::apply::{self, ApplyOptions, ApplyReport, Outcome};
+use crate::lock;
 use crate::plan::{self, Plan};
 use crate::provider::{self, Provider};
 use crate::reconcile;
@@ -179,10 +180,16 @@ pub fn spawn(
         guard_held: None,
         refusal: None,
     };
+    let loop_stop = stop.clone();
     let task = tokio::spawn(async move {
         if let Some(previous) = previous {
             let _ = previous.await;
         }
+        // Held for as long as the loop runs; released when it ends (or the process dies).
+        let Some(_lock) = hold_lock(&instance_loop.name, &instance_loop.context, &loop_stop).await
+        else {
+            return;
+        };
         instance_loop.run().await;
     });
     LoopHandle {
@@ -190,6 +197,53 @@ pub fn spawn(
         stop,
         task,
         fingerprint,
+    }
+}
+
+/// How often a loop looks again at a lock another process holds.
+const LOCK_RETRY: Duration = Duration::from_millis(250);
+
+/// Takes the instance's lock, waiting (and saying once, in the log and in `/readyz`, for
+/// whom) while another process holds it. `None` when `stop` came first.
+async fn hold_lock(
+    name: &str,
+    context: &Context,
+    stop: &CancellationToken,
+) -> Option<lock::InstanceLock> {
+    let mut said: Option<String> = None;
+    loop {
+        let waiting_for = match lock::try_lock(&context.state_dir, name, "roster run") {
+            Ok(lock::Attempt::Acquired(lock)) => {
+                if said.is_some() {
+                    tracing::info!(instance = %name, "lock acquired; reconciling");
+                    context.health.lock_wait(name, None);
+                }
+                return Some(lock);
+            }
+            Ok(lock::Attempt::Held(holder)) => {
+                let holder = holder.to_string();
+                if said.as_ref() != Some(&holder) {
+                    tracing::warn!(instance = %name, holder = %holder, "another Roster process holds this instance's lock; waiting for it before reconciling");
+                }
+                holder
+            }
+            Err(error) => {
+                let error = error.to_string();
+                if said.as_ref() != Some(&error) {
+                    tracing::error!(instance = %name, %error, "cannot take this instance's lock; retrying");
+                }
+                error
+            }
+        };
+        context.health.lock_wait(name, Some(waiting_for.clone()));
+        said = Some(waiting_for);
+        tokio::select! {
+            _ = stop.cancelled() => {
+                context.health.lock_wait(name, None);
+                return None;
+            }
+            _ = tokio::time::sleep(LOCK_RETRY) => {}
+        }
     }
 }
 
@@ -234,6 +288,14 @@ impl InstanceLoop {
                 reason = self.slot.next() => reason,
                 reason = timer => reason,
             };
+            // A standby keeps the pass it was asked for until it holds the lease.
+            if let Some(leadership) = self.context.leadership.clone() {
+                tokio::select! {
+                    biased;
+                    _ = self.stop.cancelled() => break,
+                    _ = leadership.until_leader() => {}
+                }
+            }
             let span = tracing::info_span!("pass", instance = %self.name, reason = %reason);
             let result = self.pass(reason).instrument(span).await;
             if result == PassResult::Error {
@@ -351,6 +413,11 @@ impl InstanceLoop {
             guard_held: self.guard_held.is_some(),
             git_commit: loaded.git_commit.clone(),
             stop: Some(self.stop.clone()),
+            fence: self
+                .context
+                .leadership
+                .clone()
+                .map(|leadership| leadership as Arc<dyn apply::Fence>),
         };
         let providers = BTreeMap::from([(self.name.clone(), provider)]);
         let report = apply::apply(

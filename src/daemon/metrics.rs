@@ -77,6 +77,7 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 /// Every metric the daemon exports. Cheap to share behind an `Arc`.
 pub struct Metrics {
     registry: Registry,
+    leader: Gauge,
     passes: Family<PassLabels, Counter>,
     pass_duration: HistogramFamily<InstanceLabels>,
     last_success: Family<InstanceLabels, Gauge<f64, AtomicU64>>,
@@ -205,8 +206,15 @@ impl Metrics {
             "Always 1; labels describe the folder in force",
             desired_info.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 when this process may reconcile: it holds the leader-election lease, or runs without --leader-election",
+            leader.clone(),
+        );
         Metrics {
             registry,
+            leader,
             passes,
             pass_duration,
             last_success,
@@ -223,6 +231,11 @@ impl Metrics {
             reloads,
             desired_info,
         }
+    }
+
+    /// Records whether this process holds the lease (always true without election).
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
     }
 
     /// The whole registry in the OpenMetrics text format.

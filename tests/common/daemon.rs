@@ -82,6 +82,7 @@ where
 /// The real `roster run` as a child process, its stderr collected line by line.
 pub struct Daemon {
     child: Child,
+    _state: tempfile::TempDir,
     pub address: SocketAddr,
     log: Arc<Mutex<String>>,
     http: reqwest::Client,
@@ -90,12 +91,22 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `roster run DIR --listen 127.0.0.1:0 ARGS...` and waits for its address.
     pub async fn start(dir: &Path, args: &[&str]) -> Daemon {
+        Daemon::start_env(dir, args, &[]).await
+    }
+
+    /// [`start`](Self::start) with these environment variables added.
+    pub async fn start_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        // Its own lock directory (unless `--state-dir` says otherwise): daemon tests run
+        // side by side with the same instance names.
+        let state = tempfile::tempdir().expect("state dir");
         let mut child = Command::new(env!("CARGO_BIN_EXE_roster"))
             .arg("run")
             .arg(dir)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env(TOKEN_ENV, "sim-token")
+            .env("XDG_STATE_HOME", state.path())
+            .envs(env.iter().copied())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -120,6 +131,7 @@ impl Daemon {
             .unwrap();
         let mut daemon = Daemon {
             child,
+            _state: state,
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
             log,
             http,

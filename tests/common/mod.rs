@@ -83,11 +83,14 @@ pub fn token_var(instance: &str) -> String {
 
 impl World {
     pub fn new() -> World {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Each world its own lock directory: tests run side by side with the same names.
+        let state = dir.path().join(".state").display().to_string();
         World {
-            dir: tempfile::tempdir().expect("temp dir"),
+            dir,
             sims: BTreeMap::new(),
             instances: BTreeMap::new(),
-            env: BTreeMap::new(),
+            env: BTreeMap::from([("XDG_STATE_HOME".to_string(), state)]),
             secret_vars: BTreeSet::new(),
             secrets: BTreeSet::new(),
         }
