@@ -195,7 +195,7 @@ pub struct ElectionArgs {
     pub lease_name: Option<String>,
     /// How long a lease holds without renewal: a dead leader's successor takes over
     /// within this (whole seconds, at least 3s).
-    #[arg(long, default_value = "15s", value_parser = parse_lease_duration, requires = "leader_election")]
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_lease_duration, requires = "leader_election")]
     pub lease_duration: Duration,
     /// For tests: the Kubernetes API URL instead of the in-cluster one.
     #[arg(long, hide = true, value_name = "URL", requires = "leader_election")]
@@ -619,6 +619,19 @@ mod tests {
                 "-v x{verbose}, daemon {daemon}"
             );
         }
+    }
+
+    #[test]
+    fn a_lease_duration_is_whole_seconds_and_at_least_three() {
+        assert_eq!(parse_lease_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_lease_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_lease_duration("1500ms")
+            .unwrap_err()
+            .contains("whole"));
+        assert!(parse_lease_duration("2s")
+            .unwrap_err()
+            .contains("at least 3s"));
+        assert!(parse_lease_duration("soon").is_err());
     }
 
     #[test]

@@ -307,6 +307,18 @@ async fn a_leader_whose_lease_is_taken_makes_no_further_write() {
     assert!(body.contains("held by pod-thief"), "{body}");
     assert_eq!(a.metric("roster_leader").await, Some(0.0));
     assert_eq!(cluster.holder().as_deref(), Some("pod-thief"));
+
+    // The other replica lets go: this one takes the lease back and finishes at once,
+    // not at its next interval (an hour away).
+    sim.set_faults(Faults::default());
+    cluster.api.steal(NS, LEASE, "", 60);
+    eventually(
+        "the re-elected leader converges",
+        Duration::from_secs(10),
+        || async { inactive(&sim) == 6 },
+    )
+    .await;
+    assert!(!a.log_lines(&["reason=leader_elected"]).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@
 use super::metrics::{AccountCounts, InstanceObserver, PassMetrics};
 use super::{fingerprint, Context, InstanceHealth, Loaded};
 use crate::apply::{self, ApplyOptions, ApplyReport, Outcome};
+use crate::lease::Role;
 use crate::lock;
 use crate::plan::{self, Plan};
 use crate::provider::{self, Provider};
@@ -34,6 +35,8 @@ pub enum Reason {
     FolderChanged,
     /// The previous pass failed; backing off.
     Retry,
+    /// This replica just acquired the leader-election lease.
+    LeaderElected,
 }
 
 impl Reason {
@@ -43,6 +46,7 @@ impl Reason {
             Reason::Interval => "interval",
             Reason::FolderChanged => "folder_changed",
             Reason::Retry => "retry",
+            Reason::LeaderElected => "leader_elected",
         }
     }
 }
@@ -200,6 +204,22 @@ pub fn spawn(
     }
 }
 
+/// Resolves when this replica becomes the leader-election leader (never without
+/// election): a replica that takes over reconciles at once, not at its next interval.
+async fn elected(role: &mut Option<watch::Receiver<Role>>) {
+    let Some(role) = role else {
+        return std::future::pending().await;
+    };
+    loop {
+        if role.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        if *role.borrow_and_update() == Role::Leader {
+            return;
+        }
+    }
+}
+
 /// How often a loop looks again at a lock another process holds.
 const LOCK_RETRY: Duration = Duration::from_millis(250);
 
@@ -272,6 +292,7 @@ struct InstanceLoop {
 impl InstanceLoop {
     async fn run(mut self) {
         let mut due: Option<(Instant, Reason)> = None;
+        let mut role = self.context.leadership.as_ref().map(|l| l.subscribe());
         loop {
             let timer = async {
                 match due {
@@ -287,6 +308,7 @@ impl InstanceLoop {
                 _ = self.stop.cancelled() => break,
                 reason = self.slot.next() => reason,
                 reason = timer => reason,
+                () = elected(&mut role) => Reason::LeaderElected,
             };
             // A standby keeps the pass it was asked for until it holds the lease.
             if let Some(leadership) = self.context.leadership.clone() {
@@ -295,6 +317,10 @@ impl InstanceLoop {
                     _ = self.stop.cancelled() => break,
                     _ = leadership.until_leader() => {}
                 }
+            }
+            // This pass serves the current leadership; only a later election triggers one.
+            if let Some(role) = role.as_mut() {
+                role.borrow_and_update();
             }
             let span = tracing::info_span!("pass", instance = %self.name, reason = %reason);
             let result = self.pass(reason).instrument(span).await;

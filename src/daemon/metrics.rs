@@ -26,7 +26,7 @@ pub struct InstanceLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PassLabels {
     pub instance: String,
-    /// Why the pass ran: startup, interval, folder_changed, retry.
+    /// Why the pass ran: startup, interval, folder_changed, retry, leader_elected.
     pub reason: String,
     /// success, error (a read or write failed) or refused (the safety guard).
     pub result: String,
