@@ -83,14 +83,11 @@ pub fn token_var(instance: &str) -> String {
 
 impl World {
     pub fn new() -> World {
-        let dir = tempfile::tempdir().expect("temp dir");
-        // Each world its own lock directory: tests run side by side with the same names.
-        let state = dir.path().join(".state").display().to_string();
         World {
-            dir,
+            dir: tempfile::tempdir().expect("temp dir"),
             sims: BTreeMap::new(),
             instances: BTreeMap::new(),
-            env: BTreeMap::from([("XDG_STATE_HOME".to_string(), state)]),
+            env: BTreeMap::new(),
             secret_vars: BTreeSet::new(),
             secrets: BTreeSet::new(),
         }
@@ -217,6 +214,7 @@ impl World {
             .current_dir(self.dir.path())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("XDG_STATE_HOME", state_home(self.dir.path()))
             .envs(&self.env)
             .kill_on_drop(true);
         match tokio::time::timeout(limit, command.output()).await {
@@ -271,8 +269,15 @@ fn roster_command(cwd: &Path, args: &[&str], env: &BTreeMap<String, String>) -> 
         .current_dir(cwd)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("XDG_STATE_HOME", state_home(cwd))
         .envs(env);
     command
+}
+
+/// A lock directory per test folder (`apply` and `run` lock instances there): tests run
+/// side by side with the same instance names.
+fn state_home(cwd: &Path) -> PathBuf {
+    cwd.join(".roster-state")
 }
 
 /// Standard base64 with padding (RFC 4648), for the form a client secret takes in an
