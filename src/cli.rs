@@ -313,7 +313,7 @@ async fn run_daemon(args: RunArgs) -> anyhow::Result<u8> {
         providers: args.folder.providers,
         max_changes: args.max_changes,
         grace_period: args.grace_period,
-        state_dir: crate::lock::state_dir(args.state_dir.as_deref())?,
+        state_dir: args.state_dir,
         election: election_config(args.election)?,
     })
     .await?;

@@ -385,3 +385,25 @@ async fn measure_failover_after_kill() {
         times[times.len() / 2]
     );
 }
+
+#[tokio::test]
+async fn a_state_dir_that_cannot_be_created_stops_run_and_apply_with_advice() {
+    let (ws, sim) = scene(1, "").await;
+    let blocked = ws.write("not-a-dir", "");
+    let state = blocked.join("state");
+    let state = state.to_str().unwrap();
+    for command in [
+        &["apply", "--state-dir", state][..],
+        &["run", "--listen", "127.0.0.1:0", "--state-dir", state][..],
+    ] {
+        let output = roster(&ws, command);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot create the state directory {state}"))
+                && stderr.contains("pass --state-dir DIR (or set XDG_STATE_HOME)"),
+            "{command:?}: {stderr}"
+        );
+    }
+    assert_eq!(sim.requests().len(), 0, "nothing was read or written");
+}

@@ -44,8 +44,9 @@ pub struct DaemonConfig {
     pub max_changes: Option<usize>,
     /// How long a shutdown waits for calls in flight.
     pub grace_period: Duration,
-    /// Holds `locks/<instance>.lock`; each instance loop holds its lock while it runs.
-    pub state_dir: PathBuf,
+    /// `--state-dir`: holds `locks/<instance>.lock`; each instance loop holds its lock
+    /// while it runs. `None`: the default ([`crate::lock::state_dir`]).
+    pub state_dir: Option<PathBuf>,
     /// `--leader-election`: reconcile only while holding this Lease.
     pub election: Option<LeaseConfig>,
 }
@@ -71,6 +72,8 @@ pub enum DaemonError {
     Server(std::io::Error),
     #[error(transparent)]
     Lease(#[from] LeaseError),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     #[error(
         "grace period of {grace} expired with passes still running at: {instances}; \
          a write call in flight then may have reached the provider: its intent line is in \
@@ -498,6 +501,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         error,
     })?;
     tracing::info!("listening on {address}");
+    let state_dir = crate::lock::state_dir(config.state_dir.as_deref())?;
     let server_stop = CancellationToken::new();
     let app = server::router(server::AppState {
         metrics: metrics.clone(),
@@ -527,7 +531,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
             audit: audit.clone(),
             interval: config.interval,
             max_changes: config.max_changes,
-            state_dir: config.state_dir.clone(),
+            state_dir,
             leadership: leadership.clone(),
         }),
         shutdown: shutdown.clone(),
