@@ -116,22 +116,59 @@ pub fn hostname() -> String {
 /// The state directory: `--state-dir`, else `$XDG_STATE_HOME/roster`, else
 /// [`SYSTEM_STATE_DIR`]; created if missing.
 ///
-/// There is deliberately no silent fallback (say to a directory in `$HOME`) when the
-/// default cannot be created: a second, private lock directory would let an operator's
-/// `apply` run beside the daemon that uses the shared one. The error says what to pass.
+/// Only one fallback, and only for the default: when [`SYSTEM_STATE_DIR`] does not exist
+/// and this user cannot create it (a laptop, a CI runner), `$HOME/.local/state/roster`
+/// (XDG's own default for `XDG_STATE_HOME`) is used and logged. No daemon can be using
+/// the system directory then, since it does not exist. A system directory that exists
+/// but cannot be used, or a directory named by `--state-dir`/`XDG_STATE_HOME` that cannot
+/// be created, is an error with advice: a second, private lock directory there would let
+/// an operator's `apply` run beside the daemon that uses the shared one.
 pub fn state_dir(flag: Option<&Path>) -> Result<PathBuf, LockError> {
-    let path = match flag {
-        Some(path) => path.to_path_buf(),
-        None => match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
-            Some(xdg) => PathBuf::from(xdg).join("roster"),
-            None => PathBuf::from(SYSTEM_STATE_DIR),
-        },
-    };
+    resolve_state_dir(
+        flag,
+        std::env::var_os("XDG_STATE_HOME"),
+        Path::new(SYSTEM_STATE_DIR),
+        std::env::var_os("HOME").map(PathBuf::from),
+    )
+}
+
+fn resolve_state_dir(
+    flag: Option<&Path>,
+    xdg_state_home: Option<std::ffi::OsString>,
+    system: &Path,
+    home: Option<PathBuf>,
+) -> Result<PathBuf, LockError> {
+    if let Some(path) = flag {
+        return create_state_dir(path);
+    }
+    if let Some(xdg) = xdg_state_home.filter(|v| !v.is_empty()) {
+        return create_state_dir(&PathBuf::from(xdg).join("roster"));
+    }
+    match create_state_dir(system) {
+        Ok(path) => Ok(path),
+        Err(error) if !system.exists() => {
+            let Some(home) = home.filter(|h| h.is_absolute()) else {
+                return Err(error);
+            };
+            let path = create_state_dir(&home.join(".local/state/roster"))?;
+            tracing::info!(
+                state_dir = %path.display(),
+                "{} cannot be created by this user; lock files go to {} (pass --state-dir to choose)",
+                system.display(),
+                path.display()
+            );
+            Ok(path)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+fn create_state_dir(path: &Path) -> Result<PathBuf, LockError> {
     std::fs::create_dir_all(path.join("locks")).map_err(|error| LockError::StateDir {
-        path: path.clone(),
+        path: path.to_path_buf(),
         error,
     })?;
-    Ok(path)
+    Ok(path.to_path_buf())
 }
 
 /// The lock file of `instance`. Instance names are validated by the loader (lower-case
@@ -295,6 +332,36 @@ mod tests {
             since: "now".into(),
         })));
         assert!(!hostile.to_string().contains('\n'), "{hostile}");
+    }
+
+    #[test]
+    fn only_a_missing_system_dir_falls_back_to_the_home_state_dir() {
+        let temp = tempfile::tempdir().unwrap();
+        let file = temp.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let home = temp.path().join("home");
+        // The system directory cannot exist under a file: fall back to $HOME's.
+        let missing = file.join("roster");
+        let used = resolve_state_dir(None, None, &missing, Some(home.clone())).unwrap();
+        assert_eq!(used, home.join(".local/state/roster"));
+        assert!(used.join("locks").is_dir());
+        // XDG_STATE_HOME, when set, is used and never replaced.
+        let xdg = temp.path().join("xdg");
+        let used = resolve_state_dir(None, Some(xdg.clone().into()), &missing, None).unwrap();
+        assert_eq!(used, xdg.join("roster"));
+        let broken = Some(file.join("x").into_os_string());
+        assert!(resolve_state_dir(None, broken, &missing, Some(home.clone())).is_err());
+        // An existing system directory that cannot be used is an error, not a fallback.
+        let existing = temp.path().join("system");
+        std::fs::create_dir(&existing).unwrap();
+        std::fs::write(existing.join("locks"), "").unwrap();
+        let error = resolve_state_dir(None, None, &existing, Some(home)).unwrap_err();
+        assert!(
+            error.to_string().contains("pass --state-dir DIR"),
+            "{error}"
+        );
+        // No home to fall back to: the error.
+        assert!(resolve_state_dir(None, None, &missing, None).is_err());
     }
 
     #[test]
