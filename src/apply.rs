@@ -40,6 +40,18 @@ pub struct ApplyOptions {
     /// Once cancelled, no further write call is started; calls already in flight finish
     /// and are audited. The daemon cancels it on SIGTERM, so shutdown makes no new calls.
     pub stop: Option<CancellationToken>,
+    /// Asked just before each write call whether this process may still write (the
+    /// daemon's leader election); a refusal ends the pass: no further call is made.
+    pub fence: Option<Arc<dyn Fence>>,
+}
+
+/// The right to write, re-checked before every write call: leader election implements
+/// it by confirming with the Kubernetes API that this process still holds the lease.
+/// Kept as a trait so that this executor knows nothing of Kubernetes.
+#[async_trait::async_trait]
+pub trait Fence: Send + Sync + std::fmt::Debug {
+    /// `Err(why)` when this process must not write any more.
+    async fn confirm(&self) -> Result<(), String>;
 }
 
 /// What one write achieved.
@@ -100,8 +112,8 @@ pub struct ApplyReport {
     pub refused: Vec<GuardRefusal>,
     /// Read errors carried over from the plan.
     pub errors: Vec<PlanError>,
-    /// Changes left unattempted: [`ApplyOptions::stop`] was cancelled, or the audit log
-    /// could not be written.
+    /// Changes left unattempted: [`ApplyOptions::stop`] was cancelled, the
+    /// [`ApplyOptions::fence`] refused, or the audit log could not be written.
     pub not_attempted: usize,
     /// The first audit log error of the pass. From then on no write call was made.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -196,6 +208,7 @@ pub async fn apply(
         failed: AtomicBool::new(false),
         first_error: Mutex::new(None),
     };
+    let fenced = &AtomicBool::new(false);
     let gate = &gate;
     let mut runs = Vec::new();
     for (instance, changes) in per_instance {
@@ -215,6 +228,17 @@ pub async fn apply(
                 let stopped = options.stop.as_ref().is_some_and(|s| s.is_cancelled());
                 if stopped || gate.failed.load(Ordering::SeqCst) {
                     return None;
+                }
+                if let Some(fence) = &options.fence {
+                    if fenced.load(Ordering::SeqCst) {
+                        return None;
+                    }
+                    if let Err(why) = fence.confirm().await {
+                        if !fenced.swap(true, Ordering::SeqCst) {
+                            tracing::warn!(instance = %change.provider, reason = ?why, "write fence: this process may no longer write; no further write call of the pass is made");
+                        }
+                        return None;
+                    }
                 }
                 let write_id = gate.announce(&change)?;
                 let result = write_one(provider.as_ref(), access, &change).await;

@@ -208,6 +208,10 @@ pub struct ApplyArgs {
     /// Append one JSON line per write call to this file.
     #[arg(long, value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
+    /// Where the per-instance lock files live (default $XDG_STATE_HOME/roster, else
+    /// /var/lib/roster); use the same one as the daemon on this machine.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -245,12 +249,56 @@ pub struct RunArgs {
         value_parser = secret_value
     )]
     pub notify_webhook: Option<crate::secret::Secret>,
+    /// Where the per-instance lock files live (default $XDG_STATE_HOME/roster, else
+    /// /var/lib/roster); a second process on this machine waits for them.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub election: ElectionArgs,
 }
 
 /// Wraps a secret argument at once, so that `Debug` of the arguments never shows it.
 /// It never fails: clap would quote a rejected value in its error.
 fn secret_value(text: &str) -> Result<crate::secret::Secret, std::convert::Infallible> {
     Ok(crate::secret::Secret::new(text))
+}
+
+/// `roster run --leader-election`: several replicas, one writer (a Kubernetes Lease).
+#[derive(Args, Debug)]
+pub struct ElectionArgs {
+    /// Reconcile only while holding a coordination.k8s.io/v1 Lease (identity: POD_NAME,
+    /// else the host name); other replicas stay ready and idle.
+    #[arg(long, requires_all = ["lease_namespace", "lease_name"])]
+    pub leader_election: bool,
+    /// The Lease's namespace (usually the pod's own).
+    #[arg(long, value_name = "NS", requires = "leader_election")]
+    pub lease_namespace: Option<String>,
+    /// The Lease's name; one per deployment (per `--provider` shard).
+    #[arg(long, value_name = "NAME", requires = "leader_election")]
+    pub lease_name: Option<String>,
+    /// How long a lease holds without renewal: a dead leader's successor takes over
+    /// within this (whole seconds, at least 3s).
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_lease_duration, requires = "leader_election")]
+    pub lease_duration: Duration,
+    /// For tests: the Kubernetes API URL instead of the in-cluster one.
+    #[arg(long, hide = true, value_name = "URL", requires = "leader_election")]
+    pub kube_api_url: Option<String>,
+    /// For tests: the bearer token file used with --kube-api-url.
+    #[arg(long, hide = true, value_name = "FILE", requires = "kube_api_url")]
+    pub kube_token_file: Option<PathBuf>,
+}
+
+/// `leaseDurationSeconds` is a whole number of seconds; under 3s the holder would have
+/// to renew more than once a second.
+fn parse_lease_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration.subsec_nanos() != 0 {
+        return Err("must be a whole number of seconds".into());
+    }
+    if duration < Duration::from_secs(3) {
+        return Err("must be at least 3s".into());
+    }
+    Ok(duration)
 }
 
 /// An interval under a second would turn the daemon into a busy loop against providers.
@@ -402,9 +450,33 @@ async fn run_daemon(args: RunArgs) -> anyhow::Result<u8> {
         max_changes: args.max_changes,
         grace_period: args.grace_period,
         notify_webhook: args.notify_webhook,
+        state_dir: args.state_dir,
+        election: election_config(args.election)?,
     })
     .await?;
     Ok(0)
+}
+
+/// The leader-election settings, in-cluster unless a test gives `--kube-api-url`.
+fn election_config(args: ElectionArgs) -> anyhow::Result<Option<crate::lease::LeaseConfig>> {
+    if !args.leader_election {
+        return Ok(None);
+    }
+    let api = match args.kube_api_url {
+        Some(base_url) => crate::lease::api::ApiConfig {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            token_file: args.kube_token_file,
+            ca_file: None,
+        },
+        None => crate::lease::api::ApiConfig::in_cluster()?,
+    };
+    Ok(Some(crate::lease::LeaseConfig {
+        namespace: args.lease_namespace.unwrap_or_default(),
+        name: args.lease_name.unwrap_or_default(),
+        identity: crate::lease::default_identity(),
+        duration: args.lease_duration,
+        api,
+    }))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -593,6 +665,10 @@ async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
 
 async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
     let (desired, providers, progress) = prepare(&args.folder)?;
+    // Every instance it may write, locked before the first read, so the plan it applies
+    // cannot be overtaken by another Roster writing there; released at exit.
+    let state_dir = crate::lock::state_dir(args.state_dir.as_deref())?;
+    let _locks = crate::lock::lock_all(&state_dir, providers.keys(), "roster apply")?;
     let audit = args.audit_log.as_deref().map(AuditLog::open).transpose()?;
     let plan = reconcile::plan_live(&desired, &providers).await;
     progress.note(&format!("Applying {} change(s)...", plan.changes.len()));
@@ -602,6 +678,7 @@ async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
         guard_held: false,
         git_commit: audit::git_commit(&args.folder.dir),
         stop: None,
+        fence: None,
     };
     let summary = apply::apply(&plan, &desired, &providers, &options, audit.as_ref()).await;
     progress.finish();
@@ -699,6 +776,19 @@ mod tests {
         }
         let first: serde_json::Value = serde_json::from_str(&json[0]).expect("json");
         assert_eq!(first["message"], "bad file \u{1b}[2Jevil.yaml\rforged");
+    }
+
+    #[test]
+    fn a_lease_duration_is_whole_seconds_and_at_least_three() {
+        assert_eq!(parse_lease_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_lease_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_lease_duration("1500ms")
+            .unwrap_err()
+            .contains("whole"));
+        assert!(parse_lease_duration("2s")
+            .unwrap_err()
+            .contains("at least 3s"));
+        assert!(parse_lease_duration("soon").is_err());
     }
 
     #[test]

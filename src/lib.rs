@@ -11,6 +11,8 @@ pub mod daemon;
 pub mod demo;
 pub mod desired;
 pub mod escape;
+pub mod lease;
+pub mod lock;
 pub mod notify;
 pub mod plan;
 pub mod progress;

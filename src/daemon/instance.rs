@@ -9,6 +9,8 @@
 use super::metrics::{AccountCounts, InstanceObserver, PassMetrics};
 use super::{fingerprint, Context, InstanceHealth, Loaded};
 use crate::apply::{self, ApplyOptions, ApplyReport, Outcome};
+use crate::lease::Role;
+use crate::lock;
 use crate::notify::{Episodes, Notification, PassEnd};
 use crate::plan::{self, Plan};
 use crate::provider::{self, Provider};
@@ -34,6 +36,8 @@ pub enum Reason {
     FolderChanged,
     /// The previous pass failed; backing off.
     Retry,
+    /// This replica just acquired the leader-election lease.
+    LeaderElected,
 }
 
 impl Reason {
@@ -43,6 +47,7 @@ impl Reason {
             Reason::Interval => "interval",
             Reason::FolderChanged => "folder_changed",
             Reason::Retry => "retry",
+            Reason::LeaderElected => "leader_elected",
         }
     }
 }
@@ -182,10 +187,16 @@ pub fn spawn(
         episodes: Episodes::default(),
         last_error: None,
     };
+    let loop_stop = stop.clone();
     let task = tokio::spawn(async move {
         if let Some(previous) = previous {
             let _ = previous.await;
         }
+        // Held for as long as the loop runs; released when it ends (or the process dies).
+        let Some(_lock) = hold_lock(&instance_loop.name, &instance_loop.context, &loop_stop).await
+        else {
+            return;
+        };
         instance_loop.run().await;
     });
     LoopHandle {
@@ -193,6 +204,69 @@ pub fn spawn(
         stop,
         task,
         fingerprint,
+    }
+}
+
+/// Resolves when this replica becomes the leader-election leader (never without
+/// election): a replica that takes over reconciles at once, not at its next interval.
+async fn elected(role: &mut Option<watch::Receiver<Role>>) {
+    let Some(role) = role else {
+        return std::future::pending().await;
+    };
+    loop {
+        if role.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        if *role.borrow_and_update() == Role::Leader {
+            return;
+        }
+    }
+}
+
+/// How often a loop looks again at a lock another process holds.
+const LOCK_RETRY: Duration = Duration::from_millis(250);
+
+/// Takes the instance's lock, waiting (and saying once, in the log and in `/readyz`, for
+/// whom) while another process holds it. `None` when `stop` came first.
+async fn hold_lock(
+    name: &str,
+    context: &Context,
+    stop: &CancellationToken,
+) -> Option<lock::InstanceLock> {
+    let mut said: Option<String> = None;
+    loop {
+        let waiting_for = match lock::try_lock(&context.state_dir, name, "roster run") {
+            Ok(lock::Attempt::Acquired(lock)) => {
+                if said.is_some() {
+                    tracing::info!(instance = %name, "lock acquired; reconciling");
+                    context.health.lock_wait(name, None);
+                }
+                return Some(lock);
+            }
+            Ok(lock::Attempt::Held(holder)) => {
+                let holder = holder.to_string();
+                if said.as_ref() != Some(&holder) {
+                    tracing::warn!(instance = %name, holder = %holder, "another Roster process holds this instance's lock; waiting for it before reconciling");
+                }
+                holder
+            }
+            Err(error) => {
+                let error = error.to_string();
+                if said.as_ref() != Some(&error) {
+                    tracing::error!(instance = %name, %error, "cannot take this instance's lock; retrying");
+                }
+                error
+            }
+        };
+        context.health.lock_wait(name, Some(waiting_for.clone()));
+        said = Some(waiting_for);
+        tokio::select! {
+            _ = stop.cancelled() => {
+                context.health.lock_wait(name, None);
+                return None;
+            }
+            _ = tokio::time::sleep(LOCK_RETRY) => {}
+        }
     }
 }
 
@@ -225,6 +299,7 @@ struct InstanceLoop {
 impl InstanceLoop {
     async fn run(mut self) {
         let mut due: Option<(Instant, Reason)> = None;
+        let mut role = self.context.leadership.as_ref().map(|l| l.subscribe());
         loop {
             let timer = async {
                 match due {
@@ -240,7 +315,20 @@ impl InstanceLoop {
                 _ = self.stop.cancelled() => break,
                 reason = self.slot.next() => reason,
                 reason = timer => reason,
+                () = elected(&mut role) => Reason::LeaderElected,
             };
+            // A standby keeps the pass it was asked for until it holds the lease.
+            if let Some(leadership) = self.context.leadership.clone() {
+                tokio::select! {
+                    biased;
+                    _ = self.stop.cancelled() => break,
+                    _ = leadership.until_leader() => {}
+                }
+            }
+            // This pass serves the current leadership; only a later election triggers one.
+            if let Some(role) = role.as_mut() {
+                role.borrow_and_update();
+            }
             let span = tracing::info_span!("pass", instance = %self.name, reason = %reason);
             let result = self.pass(reason).instrument(span).await;
             if result == PassResult::Error {
@@ -381,6 +469,11 @@ impl InstanceLoop {
             guard_held: self.guard_held.is_some(),
             git_commit: loaded.git_commit.clone(),
             stop: Some(self.stop.clone()),
+            fence: self
+                .context
+                .leadership
+                .clone()
+                .map(|leadership| leadership as Arc<dyn apply::Fence>),
         };
         let providers = BTreeMap::from([(self.name.clone(), provider)]);
         let report = apply::apply(

@@ -27,7 +27,7 @@ pub struct InstanceLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PassLabels {
     pub instance: String,
-    /// Why the pass ran: startup, interval, folder_changed, retry.
+    /// Why the pass ran: startup, interval, folder_changed, retry, leader_elected.
     pub reason: String,
     /// success, error (a read or write failed) or refused (the safety guard).
     pub result: String,
@@ -78,6 +78,7 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 /// Every metric the daemon exports. Cheap to share behind an `Arc`.
 pub struct Metrics {
     registry: Registry,
+    leader: Gauge,
     passes: Family<PassLabels, Counter>,
     pass_duration: HistogramFamily<InstanceLabels>,
     last_success: Family<InstanceLabels, Gauge<f64, AtomicU64>>,
@@ -213,8 +214,15 @@ impl Metrics {
             "Webhook notifications by result: sent, failed, dropped (queue full), coalesced (over the rate limit)",
             notifications.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 when this process may reconcile: it holds the leader-election lease, or runs without --leader-election",
+            leader.clone(),
+        );
         Metrics {
             registry,
+            leader,
             passes,
             pass_duration,
             last_success,
@@ -237,6 +245,11 @@ impl Metrics {
     /// The counters the webhook notifier increments (`roster_notifications_total`).
     pub fn notifications(&self) -> NotificationCounts {
         self.notifications.clone()
+    }
+
+    /// Records whether this process holds the lease (always true without election).
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
     }
 
     /// The whole registry in the OpenMetrics text format.

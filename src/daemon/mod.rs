@@ -14,6 +14,7 @@ pub mod watch;
 
 use crate::audit::{self, AuditError, AuditLog};
 use crate::desired::{self, DesiredState, Problem};
+use crate::lease::{Leadership, LeaseConfig, LeaseError};
 use crate::notify::{Notification, Notifier, NotifyError, NotifyOptions};
 use crate::reconcile::{self, UnknownInstance};
 use crate::secret::Secret;
@@ -47,6 +48,11 @@ pub struct DaemonConfig {
     pub grace_period: Duration,
     /// `--notify-webhook`: where operator notifications are POSTed (a secret).
     pub notify_webhook: Option<Secret>,
+    /// `--state-dir`: holds `locks/<instance>.lock`; each instance loop holds its lock
+    /// while it runs. `None`: the default ([`crate::lock::state_dir`]).
+    pub state_dir: Option<PathBuf>,
+    /// `--leader-election`: reconcile only while holding this Lease.
+    pub election: Option<LeaseConfig>,
 }
 
 /// Why the daemon stopped other than by a clean shutdown.
@@ -70,6 +76,10 @@ pub enum DaemonError {
     Watch(notify::Error),
     #[error("the metrics server failed: {0}")]
     Server(std::io::Error),
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     #[error(
         "grace period of {grace} expired with passes still running at: {instances}; \
          a write call in flight then may have reached the provider: its intent line is in \
@@ -96,6 +106,10 @@ pub struct Context {
     pub max_changes: Option<usize>,
     /// Webhook notifications; queues and returns at once, never delaying a pass.
     pub notifier: Notifier,
+    pub state_dir: PathBuf,
+    /// With `--leader-election`: loops reconcile only while it leads, and it fences
+    /// every write call.
+    pub leadership: Option<Arc<Leadership>>,
 }
 
 /// What readiness knows of one reconciled instance: how its last finished pass ended.
@@ -120,6 +134,10 @@ pub struct Health {
     valid: AtomicBool,
     /// `None` until a folder loaded cleanly; then each reconciled instance's state.
     instances: Mutex<Option<BTreeMap<String, InstanceHealth>>>,
+    /// Instances whose loop waits for another process's lock, with its holder.
+    lock_waits: Mutex<BTreeMap<String, String>>,
+    /// Set with `--leader-election`: a standby is ready while idle.
+    leadership: std::sync::OnceLock<Arc<Leadership>>,
 }
 
 impl Health {
@@ -163,7 +181,26 @@ impl Health {
         }
     }
 
-    /// `Ok` when ready, otherwise every reason why not, for the `/readyz` body.
+    /// The instance's loop waits for the lock `holder` holds (`None`: it has it now).
+    pub fn lock_wait(&self, instance: &str, holder: Option<String>) {
+        let mut waits = self
+            .lock_waits
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match holder {
+            Some(holder) => waits.insert(instance.to_string(), holder),
+            None => waits.remove(instance),
+        };
+    }
+
+    /// With leader election, while this replica does not hold the lease: why it is
+    /// idle, for the `/readyz` body.
+    pub fn standby(&self) -> Option<String> {
+        self.leadership.get().and_then(|l| l.standby_note())
+    }
+
+    /// `Ok` when ready, otherwise every reason why not, for the `/readyz` body. A standby
+    /// of leader election is ready with a valid folder: its passes are the leader's job.
     pub fn readiness(&self) -> Result<(), String> {
         let instances = self.instances();
         let Some(instances) = instances.as_ref() else {
@@ -174,6 +211,23 @@ impl Health {
             reasons.push(
                 "the desired-state folder is invalid; the last good one stays in force".to_string(),
             );
+        }
+        if self.standby().is_some() {
+            return if reasons.is_empty() {
+                Ok(())
+            } else {
+                Err(reasons.join("; "))
+            };
+        }
+        for (instance, holder) in self
+            .lock_waits
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+        {
+            reasons.push(format!(
+                "waiting for the lock of {instance}, held by {holder}"
+            ));
         }
         let mut pending = Vec::new();
         let mut failing = Vec::new();
@@ -449,6 +503,16 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         }
         None => Notifier::disabled(),
     };
+    let leadership = match config.election.clone() {
+        Some(election) => {
+            let leadership = Arc::new(Leadership::new(election)?);
+            // Set once, on a fresh `Health`: cannot already be set.
+            let _ = health.leadership.set(leadership.clone());
+            Some(leadership)
+        }
+        None => None,
+    };
+    metrics.set_leader(leadership.is_none());
     let audit = match &config.audit_log {
         Some(path) => Some(Arc::new(AuditLog::open(path)?)),
         None => None,
@@ -469,6 +533,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         error,
     })?;
     tracing::info!("listening on {address}");
+    let state_dir = crate::lock::state_dir(config.state_dir.as_deref())?;
     let server_stop = CancellationToken::new();
     let app = server::router(server::AppState {
         metrics: metrics.clone(),
@@ -481,6 +546,12 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     );
 
     let shutdown = CancellationToken::new();
+    // The elector outlives the loops: it stops (and releases the lease) only after
+    // the passes in flight have finished, so no write is made without the lease.
+    let elector_stop = CancellationToken::new();
+    let elector = leadership
+        .clone()
+        .map(|leadership| spawn_elector(leadership, metrics.clone(), elector_stop.clone()));
     let mut reloads = watch::spawn(&config.dir, watch::Debounce::default(), shutdown.clone())
         .map_err(DaemonError::Watch)?;
     let mut supervisor = Supervisor {
@@ -493,6 +564,8 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
             interval: config.interval,
             max_changes: config.max_changes,
             notifier: notifier.clone(),
+            state_dir,
+            leadership: leadership.clone(),
         }),
         shutdown: shutdown.clone(),
         folder: None,
@@ -536,6 +609,13 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         _ = sigterm.recv() => exit_now(audit.as_deref(), 143),
         _ = sigint.recv() => exit_now(audit.as_deref(), 130),
     };
+    if let (Some(leadership), Some(elector)) = (&leadership, elector) {
+        elector_stop.cancel();
+        let _ = elector.await;
+        if drained.is_ok() {
+            leadership.release().await;
+        }
+    }
     server_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
     notifier.close(NOTIFY_FLUSH).await;
@@ -554,6 +634,26 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
             instances: instances.join(", "),
         }),
     }
+}
+
+/// Runs the elector and mirrors its role into the `roster_leader` gauge.
+fn spawn_elector(
+    leadership: Arc<Leadership>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    let mut role = leadership.subscribe();
+    let gauge_stop = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            metrics.set_leader(*role.borrow_and_update() == crate::lease::Role::Leader);
+            tokio::select! {
+                _ = gauge_stop.cancelled() => break,
+                changed = role.changed() => if changed.is_err() { break },
+            }
+        }
+    });
+    tokio::spawn(async move { leadership.keep(stop).await })
 }
 
 /// A second signal: exit at once, but not in the middle of an audit line.

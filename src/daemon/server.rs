@@ -33,7 +33,10 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.health.readiness() {
-        Ok(()) => (StatusCode::OK, "ready\n".to_string()).into_response(),
+        Ok(()) => match state.health.standby() {
+            Some(note) => (StatusCode::OK, format!("ready, {note}\n")).into_response(),
+            None => (StatusCode::OK, "ready\n".to_string()).into_response(),
+        },
         Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {why}\n"),

@@ -82,6 +82,7 @@ where
 /// The real `roster run` as a child process, its stderr collected line by line.
 pub struct Daemon {
     child: Child,
+    _state: tempfile::TempDir,
     pub address: SocketAddr,
     log: Arc<Mutex<String>>,
     http: reqwest::Client,
@@ -90,6 +91,11 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `roster run DIR --listen 127.0.0.1:0 ARGS...` and waits for its address.
     pub async fn start(dir: &Path, args: &[&str]) -> Daemon {
+        Daemon::start_env(dir, args, &[]).await
+    }
+
+    /// [`start`](Self::start) with these environment variables added.
+    pub async fn start_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut command = Command::new(env!("CARGO_BIN_EXE_roster"));
         command
             .arg("run")
@@ -97,13 +103,23 @@ impl Daemon {
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env(TOKEN_ENV, "sim-token")
+            .envs(env.iter().copied())
             .env_remove("RUST_LOG");
         Daemon::spawn(command).await
     }
 
     /// Starts a prepared `roster run ... --listen 127.0.0.1:0` command (such as
     /// `World::command` builds) with its stderr collected, and waits for its address.
+    /// Unless the command sets `XDG_STATE_HOME`, the daemon gets its own lock directory:
+    /// daemon tests run side by side with the same instance names.
     pub async fn spawn(mut command: Command) -> Daemon {
+        let state = tempfile::tempdir().expect("state dir");
+        if !command
+            .get_envs()
+            .any(|(name, value)| name == "XDG_STATE_HOME" && value.is_some())
+        {
+            command.env("XDG_STATE_HOME", state.path());
+        }
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -128,6 +144,7 @@ impl Daemon {
             .unwrap();
         let mut daemon = Daemon {
             child,
+            _state: state,
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
             log,
             http,

@@ -214,6 +214,7 @@ impl World {
             .current_dir(self.dir.path())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("XDG_STATE_HOME", state_home(self.dir.path()))
             .envs(&self.env)
             .kill_on_drop(true);
         match tokio::time::timeout(limit, command.output()).await {
@@ -290,8 +291,15 @@ fn roster_command(cwd: &Path, args: &[&str], env: &BTreeMap<String, String>) -> 
         .current_dir(cwd)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("XDG_STATE_HOME", state_home(cwd))
         .envs(env);
     command
+}
+
+/// A lock directory per test folder (`apply` and `run` lock instances there): tests run
+/// side by side with the same instance names.
+fn state_home(cwd: &Path) -> PathBuf {
+    cwd.join(".roster-state")
 }
 
 /// Standard base64 with padding (RFC 4648), for the form a client secret takes in an
