@@ -22,10 +22,6 @@ const SUBCOMMANDS: [&str; 8] = [
     "completions",
 ];
 
-/// The kustomize patch for `--leader-election`, a flag this Roster does not have yet: it
-/// is parsed like every file, but its command line is not checked against the binary.
-const LEADER_ELECTION_PATCH: &str = "leader-election.yaml";
-
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
 }
@@ -340,9 +336,6 @@ fn every_roster_command_line_in_the_kits_uses_flags_the_binary_accepts() {
     let mut unknown = Vec::new();
     let mut checked = 0;
     for file in files_under(&deploy_dir()) {
-        if file.file_name().is_some_and(|n| n == LEADER_ELECTION_PATCH) {
-            continue;
-        }
         let invocations = file_invocations(&file);
         checked += invocations.iter().map(|i| i.flags.len()).sum::<usize>();
         unknown.extend(unknown_flags(
@@ -396,14 +389,6 @@ fn render(overlay: &Path) -> Vec<Yaml> {
     parse_documents(&text(&output.stdout), "the rendered overlay")
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    for file in files_under(from) {
-        let target = to.join(file.strip_prefix(from).unwrap());
-        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        std::fs::copy(&file, &target).unwrap();
-    }
-}
-
 fn find_deployment(docs: &[Yaml]) -> &Yaml {
     docs.iter()
         .find(|d| d["kind"].as_str() == Some("Deployment"))
@@ -418,7 +403,6 @@ fn the_kubernetes_overlay_renders_with_kustomize() {
     }
     let docs = render(&deploy_dir().join("kubernetes/overlays/example"));
     let deployment = find_deployment(&docs);
-    assert_eq!(deployment["spec"]["replicas"].as_i64(), Some(1));
     for doc in &docs {
         if doc["kind"].as_str() != Some("Namespace") {
             assert_eq!(
@@ -453,7 +437,14 @@ fn the_kubernetes_overlay_renders_with_kustomize() {
     let mut found = Vec::new();
     yaml_invocations(deployment, &mut found);
     assert_eq!(found.len(), 1, "{found:?}");
-    for flag in ["--listen", "--audit-log", "--grace-period"] {
+    for flag in [
+        "--listen",
+        "--audit-log",
+        "--grace-period",
+        "--leader-election",
+        "--lease-namespace",
+        "--lease-name",
+    ] {
         assert!(found[0].flags.iter().any(|f| f == flag), "{found:?}");
     }
     assert!(pod["terminationGracePeriodSeconds"].as_i64().unwrap() > 30);
@@ -463,24 +454,8 @@ fn the_kubernetes_overlay_renders_with_kustomize() {
         Vec::<String>::new()
     );
 
-    // The leader-election patch applies cleanly once listed (its flags are not checked).
-    let copy = tempfile::tempdir().unwrap();
-    copy_tree(&deploy_dir().join("kubernetes"), copy.path());
-    let kustomization = copy.path().join("overlays/example/kustomization.yaml");
-    let text = std::fs::read_to_string(&kustomization).unwrap();
-    let enabled = text.replace(
-        "  # - path: leader-election.yaml",
-        "  - path: leader-election.yaml",
-    );
-    assert_ne!(text, enabled, "the patch's commented entry is missing");
-    std::fs::write(&kustomization, enabled).unwrap();
-    let docs = render(&copy.path().join("overlays/example"));
-    let deployment = find_deployment(&docs);
+    // The example overlay runs two replicas with leader election.
     assert_eq!(deployment["spec"]["replicas"].as_i64(), Some(2));
-    let pdb = docs
-        .iter()
-        .find(|d| d["kind"].as_str() == Some("PodDisruptionBudget"))
-        .unwrap();
     assert_eq!(pdb["spec"]["minAvailable"].as_i64(), Some(1));
     assert!(pdb["spec"]["maxUnavailable"].is_badvalue());
 }
