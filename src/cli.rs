@@ -4,6 +4,7 @@
 use crate::apply::{self, ApplyOptions};
 use crate::audit::{self, AuditLog};
 use crate::desired::{self, DesiredState, Location, Problem};
+use crate::plan::PlanTime;
 use crate::provider::http::NoObserver;
 use crate::reconcile::{self, Providers};
 use crate::report::{self, Format};
@@ -63,7 +64,9 @@ pub enum Command {
   roster plan                                    # ./desired-state, every instance
   roster plan --provider helpdesk                # one instance (repeatable)
   roster plan --format markdown --detailed-exitcode > plan.md   # a pull-request comment; exit 2: changes pending
-  roster plan --format json | jq '.changes[]'")]
+  roster plan --format json | jq '.changes[]'
+  roster plan --at 2026-12-31T18:00:00+01:00     # the plan as it will be then (still read-only)
+  roster plan --upcoming 7d                      # scheduled changes of the coming week")]
     Plan(PlanArgs),
     /// One reconcile pass, then a summary. Exit 0 converged, 1 error, 3 guard refused.
     #[command(after_help = "Examples:
@@ -190,6 +193,14 @@ pub struct PlanArgs {
     /// The guard limit to warn about, as `apply --max-changes` would use it.
     #[arg(long, value_name = "N")]
     pub max_changes: Option<usize>,
+    /// Evaluate the folder's time bounds at this instant instead of now (RFC 3339 with
+    /// an offset, e.g. 2026-12-31T18:00:00+01:00); live state is read as usual.
+    #[arg(long, value_name = "TIME", value_parser = desired::parse_instant)]
+    pub at: Option<time::OffsetDateTime>,
+    /// List the scheduled changes still to come within this horizon (humantime: 30d,
+    /// 12h; 0s for none).
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub upcoming: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -518,7 +529,11 @@ fn print(text: &str) -> anyhow::Result<()> {
 
 async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
     let (desired, providers) = prepare(&args.folder)?;
-    let plan = reconcile::plan_live(&desired, &providers).await;
+    let time = PlanTime {
+        at: args.at.unwrap_or_else(time::OffsetDateTime::now_utc),
+        horizon: args.upcoming,
+    };
+    let plan = reconcile::plan_live(&desired, &providers, time).await;
     let options = ApplyOptions {
         max_changes: args.max_changes,
         ..ApplyOptions::default()
@@ -537,7 +552,7 @@ async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
 async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
     let (desired, providers) = prepare(&args.folder)?;
     let audit = args.audit_log.as_deref().map(AuditLog::open).transpose()?;
-    let plan = reconcile::plan_live(&desired, &providers).await;
+    let plan = reconcile::plan_live(&desired, &providers, PlanTime::now()).await;
     progress(&format!("Applying {} change(s)...", plan.changes.len()));
     let options = ApplyOptions {
         max_changes: args.max_changes,

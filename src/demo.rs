@@ -5,6 +5,7 @@
 use crate::apply::{self, ApplyOptions};
 use crate::desired::{self, DesiredState};
 use crate::escape;
+use crate::plan::PlanTime;
 use crate::provider::http::NoObserver;
 use crate::reconcile;
 use crate::report;
@@ -179,7 +180,7 @@ pub async fn run() -> Result<String, DemoError> {
     }
 
     let options = ApplyOptions::default();
-    let plan = reconcile::plan_live(&desired, &providers).await;
+    let plan = reconcile::plan_live(&desired, &providers, PlanTime::now()).await;
     let _ = writeln!(out, "\n== 1. roster plan: what a merge would change ==\n");
     out.push_str(&report::plan_text(
         &plan,
@@ -204,7 +205,7 @@ pub async fn run() -> Result<String, DemoError> {
     }
 
     let writes: usize = simulators.values().map(|s| s.write_count()).sum();
-    let again = reconcile::plan_live(&desired, &providers).await;
+    let again = reconcile::plan_live(&desired, &providers, PlanTime::now()).await;
     let _ = writeln!(out, "\n== 3. roster plan again: converged ==\n");
     out.push_str(&report::plan_text(&again, &[]));
     let _ = writeln!(

@@ -325,7 +325,7 @@ impl InstanceLoop {
             observation = reconcile::observe_instance(desired, &self.name, provider.as_ref()) => observation,
         };
         let observed = BTreeMap::from([(self.name.clone(), observation)]);
-        let plan = plan::compute(desired, &observed);
+        let plan = plan::compute(desired, &observed, plan::PlanTime::now());
         let drift = self.log_drift(&plan);
         for error in &plan.errors {
             match (&error.user, &error.account_id) {

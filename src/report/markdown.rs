@@ -12,8 +12,8 @@
 //! never sits at the start of a line, so none can forge markup, a link, a mention or a
 //! line of the comment.
 
-use super::plural;
 use super::verdict::{self, is_instance_error, shorten, Style};
+use super::{and_list, plural, upcoming_groups, when};
 use crate::apply::{ApplyReport, GuardRefusal, Outcome};
 use crate::escape;
 use crate::plan::Plan;
@@ -349,9 +349,32 @@ pub fn plan_markdown(plan: &Plan, guard: &[GuardRefusal]) -> String {
         groups: vec![errors_group(&plan.errors)],
         noun: ("error", "errors"),
     };
+    let upcoming = Section {
+        head: "### Upcoming\n\nScheduled in the folder, not due yet (times in UTC); each takes effect at its time whatever the live status is then.\n\n".into(),
+        groups: vec![Group {
+            title: String::new(),
+            header: String::new(),
+            rows: upcoming_groups(plan)
+                .iter()
+                .map(|u| {
+                    let providers: Vec<String> = u.providers.iter().map(|p| md(p)).collect();
+                    format!(
+                        "- on {} {} becomes {} at {}\n",
+                        when(u.at),
+                        bold(u.user),
+                        bold(u.to),
+                        and_list(&providers)
+                    )
+                })
+                .collect(),
+            noun: "scheduled changes",
+            foldable: true,
+        }],
+        noun: ("scheduled change", "scheduled changes"),
+    };
     comment(
         preamble,
-        &[summary, warnings, changes, blocked, errors],
+        &[summary, warnings, changes, blocked, errors, upcoming],
         "run `roster plan` locally for the full list",
     )
 }

@@ -64,6 +64,64 @@ fn json<T: Serialize>(value: &T) -> String {
     escape::json_safe(&text).into_owned()
 }
 
+/// Scheduled changes as a reviewer reads them: one entry per instant, user and status
+/// that takes effect, with every instance where it does. Values are raw: each renderer
+/// escapes them.
+struct UpcomingGroup<'a> {
+    at: time::OffsetDateTime,
+    user: &'a str,
+    to: &'a str,
+    providers: Vec<&'a str>,
+}
+
+/// Groups a plan's `upcoming` by instant, then user, then status (already in `at`
+/// order, providers in their sorted order).
+fn upcoming_groups(plan: &Plan) -> Vec<UpcomingGroup<'_>> {
+    let mut groups: std::collections::BTreeMap<_, Vec<&str>> = std::collections::BTreeMap::new();
+    for u in &plan.upcoming {
+        groups
+            .entry((u.at, u.user.as_str(), u.to.as_str()))
+            .or_default()
+            .push(u.provider.as_str());
+    }
+    groups
+        .into_iter()
+        .map(|((at, user, to), providers)| UpcomingGroup {
+            at,
+            user,
+            to,
+            providers,
+        })
+        .collect()
+}
+
+/// An instant for people: `2026-12-31 17:00 UTC` (seconds only when set).
+fn when(at: time::OffsetDateTime) -> String {
+    let u = at.to_offset(time::UtcOffset::UTC);
+    let mut text = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        u.year(),
+        u8::from(u.month()),
+        u.day(),
+        u.hour(),
+        u.minute()
+    );
+    if u.second() != 0 || u.nanosecond() != 0 {
+        let _ = std::fmt::Write::write_fmt(&mut text, format_args!(":{:02}", u.second()));
+    }
+    text.push_str(" UTC");
+    text
+}
+
+/// `a`, `a and b`, `a, b and c`, from values already escaped.
+fn and_list(items: &[String]) -> String {
+    match items.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
