@@ -644,6 +644,33 @@ mod tests {
     }
 
     #[test]
+    fn a_long_schedule_takes_its_share_of_the_cap() {
+        let at = crate::desired::parse_instant("2026-12-31T17:00:00Z").unwrap();
+        let plan = Plan {
+            changes: (0..2000)
+                .map(|i| change("a", &format!("user-{i:05}-{}", "x".repeat(40)), "r"))
+                .collect(),
+            upcoming: (0..5000)
+                .map(|i| crate::plan::Upcoming {
+                    provider: "helpdesk".into(),
+                    user: format!("user-{i:05}-{}", "y".repeat(40)),
+                    account_id: i.to_string(),
+                    at,
+                    to: Status::inactive(),
+                })
+                .collect(),
+            ..Plan::default()
+        };
+        let md = plan_markdown(&plan, &[]);
+        assert!(md.len() < MAX_COMMENT_BYTES, "{}", md.len());
+        assert!(md.contains("### Upcoming"), "the schedule gets room too");
+        assert!(
+            md.contains("more scheduled changes not shown"),
+            "and says what it left out"
+        );
+    }
+
+    #[test]
     fn rows_that_do_not_fit_are_counted_in_the_footer() {
         let reason = "r".repeat(CELL_CHARS);
         let plan = Plan {
@@ -673,6 +700,12 @@ mod tests {
         assert_eq!(
             rows,
             4 + 1 + plan.changes.len() + plan.blocked.len() + plan.errors.len()
+        );
+        let upcoming = md.lines().filter(|l| l.starts_with("- on ")).count();
+        assert_eq!(
+            upcoming,
+            plan.upcoming.len(),
+            "one line per scheduled change"
         );
         assert_eq!(md.lines().next(), Some("<!-- roster-plan -->"));
         assert_eq!(md.matches("<!--").count(), 1);

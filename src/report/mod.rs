@@ -130,7 +130,7 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 mod tests {
     use super::*;
     use crate::escape::tests::HOSTILE;
-    use crate::plan::{Blocked, Change, PlanError};
+    use crate::plan::{Blocked, Change, PlanError, Upcoming};
     use crate::status::Status;
 
     /// A plan whose every untrusted field is one of the hostile strings.
@@ -165,8 +165,70 @@ mod tests {
                 account_id: Some(s.to_string()),
                 message: s.to_string(),
             });
+            plan.upcoming.push(Upcoming {
+                provider: "helpdesk".into(),
+                user: format!("{i:02} {s}"),
+                account_id: s.to_string(),
+                at: crate::desired::parse_instant("2026-12-31T18:00:00+01:00").unwrap(),
+                to: Status::new(*s),
+            });
         }
         plan
+    }
+
+    #[test]
+    fn upcoming_reads_as_one_sentence_per_user_and_instant() {
+        let at = |text: &str| crate::desired::parse_instant(text).unwrap();
+        let entry = |provider: &str, user: &str, when: &str, to: &str| Upcoming {
+            provider: provider.into(),
+            user: user.into(),
+            account_id: format!("{user}@{provider}"),
+            at: at(when),
+            to: Status::new(to),
+        };
+        let plan = Plan {
+            upcoming: vec![
+                entry(
+                    "helpdesk",
+                    "ana.contractor",
+                    "2026-12-31T17:00:00Z",
+                    "suspended",
+                ),
+                entry(
+                    "portal",
+                    "ana.contractor",
+                    "2026-12-31T17:00:00Z",
+                    "suspended",
+                ),
+                entry(
+                    "wiki",
+                    "ana.contractor",
+                    "2026-12-31T17:00:00Z",
+                    "suspended",
+                ),
+                entry("zitadel", "tom.joiner", "2027-01-04T07:00:00Z", "active"),
+            ],
+            ..Plan::default()
+        };
+        let md = render_plan(&plan, &[], Format::Markdown);
+        assert!(
+            md.contains("- on 2026-12-31 17:00 UTC **ana.contractor** becomes **suspended** at helpdesk, portal and wiki\n"),
+            "{md}"
+        );
+        assert!(
+            md.contains("- on 2027-01-04 07:00 UTC **tom.joiner** becomes **active** at zitadel\n")
+        );
+        let text = render_plan(&plan, &[], Format::Text);
+        assert!(text.contains("Upcoming (scheduled in the folder, not due yet):\n"));
+        assert!(text.contains(
+            "  @ 2026-12-31 17:00 UTC  ana.contractor  becomes suspended at helpdesk, portal and wiki\n"
+        ), "{text}");
+        let json: serde_json::Value =
+            serde_json::from_str(&render_plan(&plan, &[], Format::Json)).unwrap();
+        assert_eq!(json["upcoming"][3]["at"], "2027-01-04T07:00:00Z");
+        assert_eq!(json["upcoming"][3]["to"], "active");
+        let quiet = render_plan(&Plan::default(), &[], Format::Text);
+        assert!(!quiet.contains("Upcoming"), "no section without entries");
     }
 
     #[test]
@@ -191,6 +253,7 @@ mod tests {
                 "in_sync": 2,
                 "blocked": [],
                 "errors": [],
+                "upcoming": [],
                 "guard": [{"provider": "helpdesk", "changes": 30, "limit": 25}]
             })
         );

@@ -344,6 +344,7 @@ mod tests {
             + 2 + 1 + HOSTILE.len() // blank, "Changes", instance heading, rows
             + 2 + HOSTILE.len() // blank, "Blocked", rows
             + 2 + HOSTILE.len() // blank, "Errors", rows
+            + 2 + HOSTILE.len() // blank, "Upcoming", rows
             + 2; // blank, totals
         assert_eq!(text.lines().count(), expected_lines, "{text}");
         let (verdict, rest) = text.split_once('\n').unwrap();
@@ -351,7 +352,7 @@ mod tests {
         for line in rest.lines() {
             assert!(
                 line.is_empty()
-                    || ["  ", "Changes", "Blocked", "Errors", "Plan: "]
+                    || ["  ", "Changes", "Blocked", "Errors", "Upcoming", "Plan: "]
                         .iter()
                         .any(|p| line.starts_with(p)),
                 "a forged line: {line:?}"
