@@ -7,7 +7,7 @@ use crate::desired::{self, DesiredState, Location, Problem};
 use crate::plan::PlanTime;
 use crate::provider::http::NoObserver;
 use crate::reconcile::{self, Providers};
-use crate::report::{self, Format};
+use crate::report::{self, Format, StatusFormat};
 use anyhow::{anyhow, Context};
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
@@ -82,6 +82,14 @@ pub enum Command {
   roster run /git/desired-state/desired-state --listen 0.0.0.0:9464 --log-format json   # in a container
   roster run --provider atlan --provider zitadel  # one shard of the instances")]
     Run(RunArgs),
+    /// Who has access: every account's live status beside the desired one; never writes.
+    /// Exit 0, or 1 when an instance or account could not be read.
+    #[command(after_help = "Examples:
+  roster status                                  # ./desired-state, every user
+  roster status desired-state ana.contractor     # one user (several may follow)
+  roster status --drift-only --provider helpdesk # only what differs, at one instance
+  roster status --format csv > access.csv        # for a spreadsheet or an auditor")]
+    Status(StatusArgs),
     /// Start simulators for every provider kind on loopback, then plan, apply, plan again.
     #[command(after_help = "Example:
   roster demo                                    # no configuration, no secrets, no network")]
@@ -204,6 +212,22 @@ pub struct PlanArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub folder: FolderArgs,
+    /// Only these users (names as in the folder).
+    #[arg(value_name = "USER")]
+    pub users: Vec<String>,
+    /// text for people, json for tools, csv for spreadsheets (formula-like cells are
+    /// prefixed with ' so a spreadsheet shows them as text).
+    #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+    pub format: StatusFormat,
+    /// Only the accounts whose live status differs from the desired one.
+    #[arg(long)]
+    pub drift_only: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct ApplyArgs {
     #[command(flatten)]
     pub folder: FolderArgs,
@@ -312,6 +336,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Validate(args) => validate(&args, cli.log_format),
         Command::Plan(args) => runtime()?.block_on(plan(args)),
+        Command::Status(args) => runtime()?.block_on(status(args)),
         Command::Apply(args) => runtime()?.block_on(apply(args)),
         Command::Run(args) => runtime()?.block_on(run_daemon(args)),
         Command::Demo => {
@@ -547,6 +572,34 @@ async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
     } else {
         0
     })
+}
+
+/// `roster status`: reads through the same path as `plan` (no write access exists
+/// here), only the accounts of the selected users, at the selected instances.
+async fn status(args: StatusArgs) -> anyhow::Result<u8> {
+    let (desired, providers) = prepare(&args.folder)?;
+    let desired = crate::access::only_users(&desired, &args.users)?;
+    let providers: Providers = providers
+        .into_iter()
+        .filter(|(name, _)| {
+            desired
+                .users
+                .iter()
+                .any(|u| u.accounts.iter().any(|a| &a.instance == name))
+        })
+        .collect();
+    let observed = reconcile::observe_all(&desired, &providers).await;
+    let report = crate::access::compute(
+        &desired,
+        &observed,
+        time::OffsetDateTime::now_utc(),
+        args.drift_only,
+    );
+    print(&report::render_status(&report, args.format))?;
+    if args.format == StatusFormat::Csv && !report.errors.is_empty() {
+        eprint!("error: not read:\n{}", report::status_errors_text(&report));
+    }
+    Ok(report.exit_code())
 }
 
 async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {

@@ -7,10 +7,12 @@
 //! The one-line verdicts that both text and markdown start with live in `verdict`.
 
 mod markdown;
+mod status;
 mod text;
 mod verdict;
 
 pub use markdown::{apply_markdown, plan_markdown, MAX_COMMENT_BYTES};
+pub use status::{render_status, status_errors_text, StatusFormat};
 pub use text::{apply_text, plan_text};
 
 use crate::apply::{ApplyReport, GuardRefusal};
