@@ -443,7 +443,8 @@ impl InstanceLoop {
         let mut converged = HashMap::new();
         for account in loaded.desired.users.iter().flat_map(|u| &u.accounts) {
             if account.instance == self.name && !unsettled.contains(account.id.as_str()) {
-                converged.insert(account.id.clone(), account.status.clone());
+                let now = time::OffsetDateTime::now_utc();
+                converged.insert(account.id.clone(), account.status_at(now).clone());
             }
         }
         for result in &report.results {

@@ -190,7 +190,7 @@ impl Account {
 
 /// The effective time bounds of one account; with neither `from` nor `until` set, the
 /// status always holds.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Bounds {
     /// Before this instant the desired status is `before`.
     pub from: Option<OffsetDateTime>,
