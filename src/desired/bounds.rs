@@ -181,11 +181,16 @@ impl AccountBounds<'_, '_> {
 /// in words a folder's author can act on.
 pub fn parse_instant(text: &str) -> Result<OffsetDateTime, String> {
     OffsetDateTime::parse(text, &Rfc3339).map_err(|error| {
-        if lacks_offset(text) {
+        if lacks_offset(text) && text.len() >= 19 {
             format!(
                 "'{}' has no UTC offset; write it with one, e.g. '{}Z' or '{}+01:00'",
                 text.escape_debug(),
                 text.escape_debug(),
+                text.escape_debug()
+            )
+        } else if lacks_offset(text) {
+            format!(
+                "'{}' has no UTC offset; write an RFC 3339 time such as 2026-12-31T18:00:00+01:00",
                 text.escape_debug()
             )
         } else {
@@ -225,6 +230,11 @@ mod tests {
         );
         let missing = parse_instant("2026-12-31T18:00:00").unwrap_err();
         assert!(missing.contains("has no UTC offset"), "{missing}");
+        let short = parse_instant("2026-12-31T18:00").unwrap_err();
+        assert!(
+            short.contains("has no UTC offset; write an RFC 3339 time such as"),
+            "no invalid suggestion without seconds: {short}"
+        );
         for impossible in [
             "2026-02-30T10:00:00Z",
             "2026-13-01T10:00:00Z",

@@ -123,8 +123,16 @@ pub fn status_errors_text(report: &StatusReport) -> String {
 
 /// A CSV cell that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, or a tab
 /// or carriage return that some spreadsheets strip first) gets a leading `'`, which
-/// spreadsheets show as text; every other value is written as it is.
+/// spreadsheets show as text. A value holding control or invisible characters (from a
+/// provider) is written escaped by [`escape::text`], so `cat access.csv` cannot drive
+/// a terminal; every other value is written as it is, backslashes included.
 fn neutralised(cell: &str) -> String {
+    let escaped = escape::text(cell);
+    let cell = if escaped.replace("\\\\", "\\") == cell {
+        cell
+    } else {
+        escaped.as_ref()
+    };
     if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{cell}")
     } else {
@@ -213,8 +221,10 @@ mod tests {
             "user,provider,account_id,desired,live,in_sync\r\n\
              ana,helpdesk,a1,active,active,true\r\n\
              ana,helpdesk,\"'=HYPERLINK(\"\"x\"\")\",inactive,not_found,false\r\n\
-             \"bo,b\n@evil\",helpdesk,'-2+3,inactive,active,false\r\n"
+             \"bo,b\\n@evil\",helpdesk,'-2+3,inactive,active,false\r\n"
         );
+        assert_eq!(neutralised("-\u{1b}[2J"), "'-\\u{1b}[2J");
+        assert_eq!(neutralised("DOMAIN\\ana"), "DOMAIN\\ana", "kept as it is");
     }
 
     #[test]
