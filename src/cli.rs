@@ -558,6 +558,12 @@ async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
         at: args.at.unwrap_or_else(time::OffsetDateTime::now_utc),
         horizon: args.upcoming,
     };
+    if let Some(at) = args.at {
+        eprintln!(
+            "note: the folder's time bounds are evaluated at {} (--at), not now; live state is read now",
+            crate::plan::format_utc(at)
+        );
+    }
     let plan = reconcile::plan_live(&desired, &providers, time).await;
     let options = ApplyOptions {
         max_changes: args.max_changes,

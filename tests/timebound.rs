@@ -94,6 +94,13 @@ async fn plan_at_a_later_instant_shows_the_future_status_and_writes_nothing() {
         ]
     );
     assert_eq!(json["upcoming"], serde_json::json!([]));
+    assert!(
+        after
+            .stderr
+            .contains("evaluated at 2027-01-04T07:00:00Z (--at), not now"),
+        "{}",
+        after.stderr
+    );
     assert_eq!(world.write_count(), 0, "plan --at never writes");
 }
 
