@@ -5,9 +5,10 @@ use crate::apply::{self, ApplyOptions};
 use crate::audit::{self, AuditLog};
 use crate::desired::{self, DesiredState, Location, Problem};
 use crate::escape;
+use crate::plan::PlanTime;
 use crate::progress::Progress;
 use crate::reconcile::{self, Providers};
-use crate::report::{self, Format};
+use crate::report::{self, Format, StatusFormat};
 use anyhow::{anyhow, Context};
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
@@ -64,7 +65,9 @@ pub enum Command {
   roster plan                                    # ./desired-state, every instance
   roster plan --provider helpdesk                # one instance (repeatable)
   roster plan --format markdown --detailed-exitcode > plan.md   # a pull-request comment; exit 2: changes pending
-  roster plan --format json | jq '.changes[]'")]
+  roster plan --format json | jq '.changes[]'
+  roster plan --at 2026-12-31T18:00:00+01:00     # the plan as it will be then (still read-only)
+  roster plan --upcoming 7d                      # scheduled changes of the coming week")]
     Plan(PlanArgs),
     /// One reconcile pass, then a summary. Exit 0 converged, 1 error, 3 guard refused.
     #[command(after_help = "Examples:
@@ -80,6 +83,14 @@ pub enum Command {
   roster run /git/desired-state/desired-state --listen 0.0.0.0:9464 --log-format json   # in a container
   roster run --provider atlan --provider zitadel  # one shard of the instances")]
     Run(RunArgs),
+    /// Who has access: every account's live status beside the desired one; never writes.
+    /// Exit 0, or 1 when an instance or account could not be read.
+    #[command(after_help = "Examples:
+  roster status                                  # ./desired-state, every user
+  roster status desired-state ana.contractor     # one user (several may follow)
+  roster status --drift-only --provider helpdesk # only what differs, at one instance
+  roster status --format csv > access.csv        # for a spreadsheet or an auditor")]
+    Status(StatusArgs),
     /// Start simulators for every provider kind on loopback, then plan, apply, plan again.
     #[command(after_help = "Example:
   roster demo                                    # no configuration, no secrets, no network")]
@@ -191,6 +202,30 @@ pub struct PlanArgs {
     /// The guard limit to warn about, as `apply --max-changes` would use it.
     #[arg(long, value_name = "N")]
     pub max_changes: Option<usize>,
+    /// Evaluate the folder's time bounds at this instant instead of now (RFC 3339 with
+    /// an offset, e.g. 2026-12-31T18:00:00+01:00); live state is read as usual.
+    #[arg(long, value_name = "TIME", value_parser = desired::parse_instant)]
+    pub at: Option<time::OffsetDateTime>,
+    /// List the scheduled changes still to come within this horizon (humantime: 30d,
+    /// 12h; 0s for none).
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub upcoming: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub folder: FolderArgs,
+    /// Only these users (names as in the folder).
+    #[arg(value_name = "USER")]
+    pub users: Vec<String>,
+    /// text for people, json for tools, csv for spreadsheets (formula-like cells are
+    /// prefixed with ' so a spreadsheet shows them as text).
+    #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+    pub format: StatusFormat,
+    /// Only the accounts whose live status differs from the desired one.
+    #[arg(long)]
+    pub drift_only: bool,
 }
 
 #[derive(Args, Debug)]
@@ -409,6 +444,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Validate(args) => validate(&args, cli.log_format),
         Command::Plan(args) => runtime()?.block_on(plan(args)),
+        Command::Status(args) => runtime()?.block_on(status(args)),
         Command::Apply(args) => runtime()?.block_on(apply(args)),
         Command::Run(args) => runtime()?.block_on(run_daemon(args)),
         Command::Demo => {
@@ -645,8 +681,18 @@ fn print(text: &str) -> anyhow::Result<()> {
 }
 
 async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
+    if let Some(at) = args.at {
+        eprintln!(
+            "note: the folder's time bounds are evaluated at {} (--at), not now; live state is read now",
+            crate::plan::format_utc(at)
+        );
+    }
     let (desired, providers, progress) = prepare(&args.folder)?;
-    let plan = reconcile::plan_live(&desired, &providers).await;
+    let time = PlanTime {
+        at: args.at.unwrap_or_else(time::OffsetDateTime::now_utc),
+        horizon: args.upcoming,
+    };
+    let plan = reconcile::plan_live(&desired, &providers, time).await;
     progress.finish();
     let options = ApplyOptions {
         max_changes: args.max_changes,
@@ -663,6 +709,35 @@ async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
     })
 }
 
+/// `roster status`: reads through the same path as `plan` (no write access exists
+/// here), only the accounts of the selected users, at the selected instances.
+async fn status(args: StatusArgs) -> anyhow::Result<u8> {
+    let (desired, providers, progress) = prepare(&args.folder)?;
+    let desired = crate::access::only_users(&desired, &args.users)?;
+    let providers: Providers = providers
+        .into_iter()
+        .filter(|(name, _)| {
+            desired
+                .users
+                .iter()
+                .any(|u| u.accounts.iter().any(|a| &a.instance == name))
+        })
+        .collect();
+    let observed = reconcile::observe_all(&desired, &providers).await;
+    progress.finish();
+    let report = crate::access::compute(
+        &desired,
+        &observed,
+        time::OffsetDateTime::now_utc(),
+        args.drift_only,
+    );
+    print(&report::render_status(&report, args.format))?;
+    if args.format == StatusFormat::Csv && !report.errors.is_empty() {
+        eprint!("error: not read:\n{}", report::status_errors_text(&report));
+    }
+    Ok(report.exit_code())
+}
+
 async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
     let (desired, providers, progress) = prepare(&args.folder)?;
     // Every instance it may write, locked before the first read, so the plan it applies
@@ -670,7 +745,7 @@ async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
     let state_dir = crate::lock::state_dir(args.state_dir.as_deref())?;
     let _locks = crate::lock::lock_all(&state_dir, providers.keys(), "roster apply")?;
     let audit = args.audit_log.as_deref().map(AuditLog::open).transpose()?;
-    let plan = reconcile::plan_live(&desired, &providers).await;
+    let plan = reconcile::plan_live(&desired, &providers, PlanTime::now()).await;
     progress.note(&format!("Applying {} change(s)...", plan.changes.len()));
     let options = ApplyOptions {
         max_changes: args.max_changes,

@@ -5,6 +5,7 @@
 use crate::apply::{self, ApplyOptions};
 use crate::desired::{self, DesiredState};
 use crate::escape;
+use crate::plan::PlanTime;
 use crate::provider::http::NoObserver;
 use crate::reconcile;
 use crate::report;
@@ -127,16 +128,52 @@ pub enum DemoError {
     Setup(String),
 }
 
+/// The example user who becomes a scheduled leaver: their file, and the lines after
+/// which the demo adds an `until` a few days after the demo's "now".
+const SCHEDULED_LEAVER: (&str, &str) = (
+    "teams/sales.yaml",
+    "  - name: grace.obi\n    status: active\n",
+);
+
+/// Three days after `now`, on the hour: the last day of the demo's scheduled leaver.
+fn leaving_day(now: time::OffsetDateTime) -> time::OffsetDateTime {
+    let day = now + time::Duration::days(3);
+    day.replace_time(time::Time::from_hms(day.hour(), 0, 0).unwrap_or(time::Time::MIDNIGHT))
+}
+
+/// A file of the example folder as the demo writes it: the scheduled leaver's file gets
+/// an `until`, so the plan shows an upcoming section.
+fn example_text(name: &str, text: &str, until: time::OffsetDateTime) -> Result<String, DemoError> {
+    let (file, anchor) = SCHEDULED_LEAVER;
+    if name != file {
+        return Ok(text.to_string());
+    }
+    if !text.contains(anchor) {
+        return Err(DemoError::Setup(format!(
+            "{file} no longer holds the scheduled leaver grace.obi"
+        )));
+    }
+    Ok(text.replacen(
+        anchor,
+        &format!(
+            "{anchor}    until: {}   # a scheduled leaver: inactive from then on\n    reason: \"Last day (HR-5190)\"\n",
+            crate::plan::format_utc(until)
+        ),
+        1,
+    ))
+}
+
 /// Runs the demo and returns what it printed.
 pub async fn run() -> Result<String, DemoError> {
     let workdir = tempfile::tempdir()?;
     let folder = workdir.path().join("desired-state");
+    let until = leaving_day(time::OffsetDateTime::now_utc());
     for (name, text) in EXAMPLE {
         let path = folder.join(name);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(path, text)?;
+        std::fs::write(path, example_text(name, text, until)?)?;
     }
     let example = desired::load(&folder)?;
     let simulators = start_simulators(&example).await?;
@@ -179,12 +216,18 @@ pub async fn run() -> Result<String, DemoError> {
     }
 
     let options = ApplyOptions::default();
-    let plan = reconcile::plan_live(&desired, &providers).await;
+    let plan = reconcile::plan_live(&desired, &providers, PlanTime::now()).await;
     let _ = writeln!(out, "\n== 1. roster plan: what a merge would change ==\n");
     out.push_str(&report::plan_text(
         &plan,
         &apply::guard_refusals(&plan, &desired, &options),
     ));
+    if !plan.upcoming.is_empty() {
+        out.push_str(
+            "\nUpcoming entries come from time bounds in the folder (grace.obi has an `until`):\n\
+             nothing is due yet; `roster run` makes each change at its time.\n",
+        );
+    }
     if !plan.blocked.is_empty() {
         out.push_str(
             "\nBlocked entries are changes the provider is known to refuse (an Atlan workspace admin\n\
@@ -204,7 +247,7 @@ pub async fn run() -> Result<String, DemoError> {
     }
 
     let writes: usize = simulators.values().map(|s| s.write_count()).sum();
-    let again = reconcile::plan_live(&desired, &providers).await;
+    let again = reconcile::plan_live(&desired, &providers, PlanTime::now()).await;
     let _ = writeln!(out, "\n== 3. roster plan again: converged ==\n");
     out.push_str(&report::plan_text(&again, &[]));
     let _ = writeln!(

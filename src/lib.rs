@@ -4,6 +4,7 @@
 //! adapters ([`provider`]) read the live status; a pure function ([`plan`]) diffs them;
 //! executors ([`apply`], [`daemon`]) make only the calls needed to converge.
 
+pub mod access;
 pub mod apply;
 pub mod audit;
 pub mod cli;

@@ -4,8 +4,11 @@
 use crate::desired::DesiredState;
 use crate::provider::{AccountObservation, Observation};
 use crate::status::Status;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
+use std::time::Duration;
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
 
 /// Version of the JSON document; bumped only on incompatible changes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -26,6 +29,63 @@ pub struct Plan {
     pub blocked: Vec<Blocked>,
     /// Instances or accounts that could not be read.
     pub errors: Vec<PlanError>,
+    /// Scheduled changes still to come within the horizon, apart from those due now.
+    /// Sorted by `at`, then provider, user, account id.
+    pub upcoming: Vec<Upcoming>,
+}
+
+/// The instant a plan evaluates the folder at, and how far ahead it lists scheduled
+/// changes. A value, so that [`compute`] never reads the clock.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlanTime {
+    pub at: OffsetDateTime,
+    /// `--upcoming`: zero lists none.
+    pub horizon: Duration,
+}
+
+/// `--upcoming`'s default: a month of scheduled changes.
+pub const DEFAULT_HORIZON: Duration = Duration::from_secs(30 * 24 * 3600);
+
+impl PlanTime {
+    /// The current time with the default horizon: what `plan`, `apply` and `run` use.
+    pub fn now() -> PlanTime {
+        PlanTime {
+            at: OffsetDateTime::now_utc(),
+            horizon: DEFAULT_HORIZON,
+        }
+    }
+
+    /// The last instant whose scheduled changes are listed; saturates far in the future.
+    fn horizon_end(&self) -> OffsetDateTime {
+        time::Duration::try_from(self.horizon)
+            .ok()
+            .and_then(|horizon| self.at.checked_add(horizon))
+            .unwrap_or_else(|| time::Date::MAX.midnight().assume_utc())
+    }
+}
+
+/// A scheduled change: from `at` on, the account's desired status becomes `to`. Listed
+/// whatever the live status is, so reviewers see every scheduled transition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Upcoming {
+    pub provider: String,
+    pub user: String,
+    pub account_id: String,
+    /// RFC 3339 in UTC in JSON.
+    #[serde(serialize_with = "rfc3339_utc")]
+    pub at: OffsetDateTime,
+    pub to: Status,
+}
+
+/// An instant as RFC 3339 in UTC (`2026-12-31T17:00:00Z`), as the contract writes `at`.
+pub fn format_utc(at: OffsetDateTime) -> String {
+    at.to_offset(UtcOffset::UTC)
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| at.unix_timestamp().to_string())
+}
+
+fn rfc3339_utc<S: Serializer>(at: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format_utc(*at))
 }
 
 /// One status change: a single write call.
@@ -71,15 +131,34 @@ pub struct PlanError {
 /// What was read from one instance: its accounts, or why the whole instance failed.
 pub type InstanceObservation = Result<Observation, String>;
 
-/// Diffs `desired` against what was `observed`. Only instances present in `observed`
-/// are planned, so a `--provider` selection or a daemon's per-instance loop simply
-/// passes fewer instances. Accounts in no file never appear: they were never asked for.
-pub fn compute(desired: &DesiredState, observed: &BTreeMap<String, InstanceObservation>) -> Plan {
+/// Diffs `desired`, evaluated at `time.at`, against what was `observed`, and lists the
+/// scheduled changes within `time.horizon`. Only instances present in `observed` are
+/// planned, so a `--provider` selection or a daemon's per-instance loop simply passes
+/// fewer instances. Accounts in no file never appear: they were never asked for.
+pub fn compute(
+    desired: &DesiredState,
+    observed: &BTreeMap<String, InstanceObservation>,
+    time: PlanTime,
+) -> Plan {
     let mut plan = Plan {
         format_version: FORMAT_VERSION,
         ..Plan::default()
     };
     let by_instance = desired.accounts_by_instance();
+    let end = time.horizon_end();
+    for instance in observed.keys() {
+        for (user, account) in by_instance.get(instance.as_str()).into_iter().flatten() {
+            for (at, to) in account.transitions(time.at, end) {
+                plan.upcoming.push(Upcoming {
+                    provider: instance.clone(),
+                    user: user.name.clone(),
+                    account_id: account.id.clone(),
+                    at,
+                    to,
+                });
+            }
+        }
+    }
     for (instance, observation) in observed {
         let observation = match observation {
             Ok(observation) => observation,
@@ -115,7 +194,8 @@ pub fn compute(desired: &DesiredState, observed: &BTreeMap<String, InstanceObser
                 }
                 Some(AccountObservation::Found(live)) => live,
             };
-            if live.status == account.status {
+            let desired_status = account.status_at(time.at);
+            if live.status == *desired_status {
                 plan.in_sync += 1;
                 *plan
                     .in_sync_by_instance
@@ -124,12 +204,12 @@ pub fn compute(desired: &DesiredState, observed: &BTreeMap<String, InstanceObser
                 continue;
             }
             match &live.refusal {
-                Some(refusal) if refusal.blocks(&account.status) => plan.blocked.push(Blocked {
+                Some(refusal) if refusal.blocks(desired_status) => plan.blocked.push(Blocked {
                     provider: instance.clone(),
                     user: user.name.clone(),
                     account_id: account.id.clone(),
                     from: live.status.clone(),
-                    to: account.status.clone(),
+                    to: desired_status.clone(),
                     reason: refusal.reason.clone(),
                 }),
                 _ => plan.changes.push(Change {
@@ -137,7 +217,7 @@ pub fn compute(desired: &DesiredState, observed: &BTreeMap<String, InstanceObser
                     user: user.name.clone(),
                     account_id: account.id.clone(),
                     from: live.status.clone(),
-                    to: account.status.clone(),
+                    to: desired_status.clone(),
                     reason: user.reason.clone(),
                     revision: live.revision,
                 }),
@@ -173,6 +253,7 @@ impl Plan {
         }
         self.blocked.extend(other.blocked);
         self.errors.extend(other.errors);
+        self.upcoming.extend(other.upcoming);
         self.sort();
     }
 
@@ -187,13 +268,21 @@ impl Plan {
         self.errors.sort_by(|a, b| {
             (&a.provider, &a.user, &a.account_id).cmp(&(&b.provider, &b.user, &b.account_id))
         });
+        self.upcoming.sort_by(|a, b| {
+            (a.at, &a.provider, &a.user, &a.account_id).cmp(&(
+                b.at,
+                &b.provider,
+                &b.user,
+                &b.account_id,
+            ))
+        });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::{Account, Location, User};
+    use crate::desired::{Account, Bounds, Location, User};
     use crate::provider::{ObservedAccount, Refusal, RefusalScope};
 
     /// A desired state whose users each have one account: (user, instance, id, status).
@@ -210,11 +299,20 @@ mod tests {
                         instance: instance.to_string(),
                         id: id.to_string(),
                         status: Status::new(*status),
+                        bounds: Bounds::default(),
                         location: Location::default(),
                     }],
                     location: Location::default(),
                 })
                 .collect(),
+        }
+    }
+
+    /// A fixed instant: tests never read the clock.
+    fn now() -> PlanTime {
+        PlanTime {
+            at: crate::desired::parse_instant("2026-11-26T12:00:00Z").unwrap(),
+            horizon: DEFAULT_HORIZON,
         }
     }
 
@@ -282,7 +380,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let plan = compute(&state, &observed);
+        let plan = compute(&state, &observed, now());
         let changes: Vec<(&str, &str, &str, &str)> = plan
             .changes
             .iter()
@@ -340,7 +438,7 @@ mod tests {
             [observed("atlan", vec![("02aa", found("active"))])]
                 .into_iter()
                 .collect();
-        let json = serde_json::to_value(compute(&state, &observed)).unwrap();
+        let json = serde_json::to_value(compute(&state, &observed, now())).unwrap();
         assert_eq!(
             json,
             serde_json::json!({
@@ -348,8 +446,181 @@ mod tests {
                 "changes": [{"provider": "atlan", "user": "jsmith", "account_id": "02aa", "from": "active", "to": "inactive"}],
                 "in_sync": 0,
                 "blocked": [],
-                "errors": []
+                "errors": [],
+                "upcoming": []
             })
+        );
+    }
+
+    fn instant(text: &str) -> OffsetDateTime {
+        crate::desired::parse_instant(text).unwrap()
+    }
+
+    fn at(text: &str) -> PlanTime {
+        PlanTime {
+            at: instant(text),
+            horizon: DEFAULT_HORIZON,
+        }
+    }
+
+    /// One user "u" whose account "a1" at instance "x" is `active` within `bounds`.
+    fn bounded(bounds: Bounds) -> DesiredState {
+        let mut state = desired(&[("u", "x", "a1", "active")]);
+        state.users[0].accounts[0].bounds = bounds;
+        state
+    }
+
+    /// The change planned at `when` for an account read as `live`, as `from -> to`.
+    fn planned(state: &DesiredState, live: &str, when: &str) -> Option<String> {
+        let observed: BTreeMap<String, InstanceObservation> =
+            [observed("x", vec![("a1", found(live))])]
+                .into_iter()
+                .collect();
+        let plan = compute(state, &observed, at(when));
+        plan.changes
+            .first()
+            .map(|c| format!("{} -> {}", c.from, c.to))
+    }
+
+    #[test]
+    fn until_takes_effect_at_its_instant_with_then_or_inactive() {
+        let until = Bounds {
+            until: Some(instant("2026-12-31T18:00:00+01:00")),
+            ..Bounds::default()
+        };
+        let state = bounded(until.clone());
+        assert_eq!(planned(&state, "active", "2026-12-31T16:59:59Z"), None);
+        assert_eq!(
+            planned(&state, "active", "2026-12-31T17:00:00Z").as_deref(),
+            Some("active -> inactive"),
+            "at the bound the default `then` holds"
+        );
+        assert_eq!(
+            planned(&state, "active", "2027-06-01T00:00:00Z").as_deref(),
+            Some("active -> inactive")
+        );
+        let state = bounded(Bounds {
+            then: Status::new("suspended"),
+            ..until
+        });
+        assert_eq!(
+            planned(&state, "active", "2026-12-31T17:00:00Z").as_deref(),
+            Some("active -> suspended")
+        );
+        assert_eq!(
+            planned(&state, "suspended", "2026-12-31T16:00:00Z").as_deref(),
+            Some("suspended -> active"),
+            "before the bound the status holds"
+        );
+    }
+
+    #[test]
+    fn from_holds_before_its_instant_then_the_status() {
+        let from = Bounds {
+            from: Some(instant("2027-01-04T08:00:00+01:00")),
+            ..Bounds::default()
+        };
+        let state = bounded(from.clone());
+        assert_eq!(
+            planned(&state, "active", "2027-01-04T06:59:59Z").as_deref(),
+            Some("active -> inactive"),
+            "the default `before` is inactive"
+        );
+        assert_eq!(
+            planned(&state, "inactive", "2027-01-04T07:00:00Z").as_deref(),
+            Some("inactive -> active")
+        );
+        assert_eq!(planned(&state, "active", "2027-02-01T00:00:00Z"), None);
+        let state = bounded(Bounds {
+            before: Status::new("onboarding"),
+            until: Some(instant("2027-03-01T00:00:00Z")),
+            ..from
+        });
+        assert_eq!(
+            planned(&state, "inactive", "2027-01-01T00:00:00Z").as_deref(),
+            Some("inactive -> onboarding")
+        );
+        assert_eq!(planned(&state, "active", "2027-02-01T00:00:00Z"), None);
+        assert_eq!(
+            planned(&state, "active", "2027-03-01T00:00:00Z").as_deref(),
+            Some("active -> inactive")
+        );
+    }
+
+    #[test]
+    fn upcoming_lists_transitions_within_the_horizon_in_order() {
+        let mut state = desired(&[
+            ("ana", "portal", "p1", "active"),
+            ("ana", "helpdesk", "h1", "active"),
+            ("tom", "helpdesk", "h2", "active"),
+            ("old", "helpdesk", "h3", "active"),
+            ("far", "helpdesk", "h4", "active"),
+            ("same", "helpdesk", "h5", "inactive"),
+        ]);
+        let until = |text: &str, then: &str| Bounds {
+            until: Some(instant(text)),
+            then: Status::new(then),
+            ..Bounds::default()
+        };
+        state.users[0].accounts[0].bounds = until("2026-12-15T17:00:00Z", "inactive");
+        state.users[1].accounts[0].bounds = until("2026-12-15T17:00:00Z", "suspended");
+        state.users[2].accounts[0].bounds = Bounds {
+            from: Some(instant("2026-12-01T08:00:00Z")),
+            until: Some(instant("2026-12-20T08:00:00Z")),
+            ..Bounds::default()
+        };
+        state.users[3].accounts[0].bounds = until("2026-11-01T00:00:00Z", "inactive");
+        state.users[4].accounts[0].bounds = until("2027-06-01T00:00:00Z", "inactive");
+        // inactive until an instant, then inactive: no transition to show.
+        state.users[5].accounts[0].bounds = until("2026-12-02T00:00:00Z", "inactive");
+        let observed: BTreeMap<String, InstanceObservation> = [
+            observed("portal", vec![("p1", found("active"))]),
+            ("helpdesk".to_string(), Err("unreachable".to_string())),
+        ]
+        .into_iter()
+        .collect();
+        let plan = compute(&state, &observed, at("2026-11-26T12:00:00Z"));
+        let upcoming: Vec<(String, &str, &str, &str)> = plan
+            .upcoming
+            .iter()
+            .map(|u| {
+                (
+                    format_utc(u.at),
+                    u.provider.as_str(),
+                    u.user.as_str(),
+                    u.to.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            upcoming,
+            [
+                ("2026-12-01T08:00:00Z".to_string(), "helpdesk", "tom", "active"),
+                ("2026-12-15T17:00:00Z".to_string(), "helpdesk", "ana", "suspended"),
+                ("2026-12-15T17:00:00Z".to_string(), "portal", "ana", "inactive"),
+                ("2026-12-20T08:00:00Z".to_string(), "helpdesk", "tom", "inactive"),
+            ],
+            "past and beyond-horizon bounds are left out; an unread instance still shows its schedule"
+        );
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(
+            json["upcoming"][0],
+            serde_json::json!({"provider": "helpdesk", "user": "tom", "account_id": "h2", "at": "2026-12-01T08:00:00Z", "to": "active"})
+        );
+        let none = compute(
+            &state,
+            &observed,
+            PlanTime {
+                horizon: Duration::ZERO,
+                ..at("2026-11-26T12:00:00Z")
+            },
+        );
+        assert!(none.upcoming.is_empty(), "--upcoming 0s lists none");
+        let at_bound = compute(&state, &observed, at("2026-12-15T17:00:00Z"));
+        assert_eq!(
+            at_bound.upcoming.len(),
+            1,
+            "a bound reached now is a change due now, not an upcoming one"
         );
     }
 
@@ -362,7 +633,7 @@ mod tests {
         )]
         .into_iter()
         .collect();
-        let plan = compute(&state, &observed);
+        let plan = compute(&state, &observed, now());
         assert!(!plan.has_changes());
         assert_eq!(plan.in_sync, 2);
         assert!(plan.blocked.is_empty() && plan.errors.is_empty());

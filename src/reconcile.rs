@@ -2,7 +2,7 @@
 //! their live state concurrently. The diff itself is [`crate::plan::compute`].
 
 use crate::desired::{DesiredState, InstanceConfig};
-use crate::plan::{self, InstanceObservation, Plan};
+use crate::plan::{self, InstanceObservation, Plan, PlanTime};
 use crate::provider::{self, ConnectError, Provider, RequestObserver};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -90,15 +90,23 @@ pub async fn observe_instance(
     result
 }
 
-/// Observes every connected instance concurrently and computes the plan.
-pub async fn plan_live(desired: &DesiredState, providers: &Providers) -> Plan {
+/// Observes every connected instance concurrently: the batched reads of `plan` and
+/// `status`.
+pub async fn observe_all(
+    desired: &DesiredState,
+    providers: &Providers,
+) -> BTreeMap<String, InstanceObservation> {
     let reads = providers.iter().map(|(name, provider)| async move {
         (
             name.clone(),
             observe_instance(desired, name, provider.as_ref()).await,
         )
     });
-    let observed: BTreeMap<String, InstanceObservation> =
-        futures::future::join_all(reads).await.into_iter().collect();
-    plan::compute(desired, &observed)
+    futures::future::join_all(reads).await.into_iter().collect()
+}
+
+/// Observes every connected instance concurrently and computes the plan at `time`.
+pub async fn plan_live(desired: &DesiredState, providers: &Providers, time: PlanTime) -> Plan {
+    let observed = observe_all(desired, providers).await;
+    plan::compute(desired, &observed, time)
 }

@@ -141,7 +141,8 @@ async fn plan_json_is_the_exact_document_and_writes_nothing() {
             ],
             "errors": [
                 {"provider": "helpdesk", "user": "ghost", "account_id": "u-nobody", "message": "account not found at the provider (404)"}
-            ]
+            ],
+            "upcoming": []
         })
     );
     assert_eq!(world.write_count(), 0);

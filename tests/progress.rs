@@ -44,7 +44,7 @@ async fn counts_the_reads_and_writes_of_a_plan_and_its_apply() {
     let providers = reconcile::connect_all(&selected, progress.clone())
         .map_err(|e| format!("{e:?}"))
         .expect("connect");
-    let plan = reconcile::plan_live(&desired, &providers).await;
+    let plan = reconcile::plan_live(&desired, &providers, roster::plan::PlanTime::now()).await;
     assert_eq!(plan.changes.len(), 2, "{plan:?}");
     let after_plan = progress.counts("helpdesk").expect("counts");
     assert_eq!(after_plan.writes, 0);

@@ -443,7 +443,7 @@ impl InstanceLoop {
             observation = reconcile::observe_instance(desired, &self.name, provider.as_ref()) => observation,
         };
         let observed = BTreeMap::from([(self.name.clone(), observation)]);
-        let plan = plan::compute(desired, &observed);
+        let plan = plan::compute(desired, &observed, plan::PlanTime::now());
         let drift = self.log_drift(&plan);
         for error in &plan.errors {
             match (&error.user, &error.account_id) {
@@ -594,7 +594,8 @@ impl InstanceLoop {
         let mut converged = HashMap::new();
         for account in loaded.desired.users.iter().flat_map(|u| &u.accounts) {
             if account.instance == self.name && !unsettled.contains(account.id.as_str()) {
-                converged.insert(account.id.clone(), account.status.clone());
+                let now = time::OffsetDateTime::now_utc();
+                converged.insert(account.id.clone(), account.status_at(now).clone());
             }
         }
         for result in &report.results {

@@ -271,7 +271,14 @@ fn fingerprint(desired: &DesiredState, instance: &str) -> u64 {
     }
     for user in &desired.users {
         for account in user.accounts.iter().filter(|a| a.instance == instance) {
-            (&user.name, &user.reason, &account.id, &account.status).hash(&mut hasher);
+            (
+                &user.name,
+                &user.reason,
+                &account.id,
+                &account.status,
+                &account.bounds,
+            )
+                .hash(&mut hasher);
         }
     }
     hasher.finish()
@@ -710,6 +717,29 @@ mod tests {
         assert_eq!(health.readiness(), Ok(()));
         health.set_valid(false);
         assert!(health.readiness().unwrap_err().contains("invalid"));
+    }
+
+    #[test]
+    fn a_changed_time_bound_changes_the_fingerprint() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("providers.yaml"),
+            "providers:\n  h:\n    kind: status-api\n    base_url: http://127.0.0.1:1\n    auth: { bearer_token_env: T }\n",
+        )
+        .unwrap();
+        let people = |until: &str| {
+            std::fs::write(
+                dir.path().join("people.yaml"),
+                format!("users:\n  - name: a\n    status: active\n    until: {until}\n    accounts: {{ h: a1 }}\n"),
+            )
+            .unwrap();
+            fingerprint(&desired::load(dir.path()).unwrap(), "h")
+        };
+        assert_ne!(
+            people("2026-12-31T18:00:00Z"),
+            people("2026-12-30T18:00:00Z"),
+            "a reload that only moves a bound must trigger a pass"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Reads a desired-state folder from disk and validates it as one unit, collecting every
 //! problem of every file before answering.
 
+use super::bounds::{AccountBounds, RawBounds};
 use super::folder::{self, problem_at, NameClass, Names, RawFile, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
 use super::secrets::{looks_like_secret, valid_env_name};
 use super::text;
@@ -36,8 +37,10 @@ const COMMON_INSTANCE_KEYS: &[&str] = &[
     "allow_insecure_http",
     "ca_file",
 ];
-const USER_KEYS: &[&str] = &["name", "status", "reason", "accounts"];
-const ACCOUNT_KEYS: &[&str] = &["id", "status"];
+const USER_KEYS: &[&str] = &[
+    "name", "status", "reason", "accounts", "from", "until", "then", "before",
+];
+const ACCOUNT_KEYS: &[&str] = &["id", "status", "from", "until", "then", "before"];
 const DEFAULT_MAX_CONCURRENCY: usize = 8;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_CHANGES: usize = 25;
@@ -786,14 +789,20 @@ fn read_user(r: &mut FileReader, node: &Node, instances: &Instances) -> Option<U
     let reason = r
         .optional(map, "reason", &what)
         .map(|s| s.as_str().to_string());
+    let bounds = RawBounds::read(r, map, &what, &all_statuses());
+    bounds.check_order(r, &what);
     let mut accounts = Vec::new();
     if let Some(accounts_node) = map.get_node("accounts") {
         match accounts_node {
             Node::Mapping(accounts_map) => {
+                check_user_bounds_apply(r, &bounds, accounts_map, &what);
                 for (instance, value) in accounts_map.iter() {
-                    if let Some(account) =
-                        read_account(r, instance, value, default_status, instances, &what)
-                    {
+                    let user = UserDefaults {
+                        status: default_status,
+                        bounds,
+                        what: &what,
+                    };
+                    if let Some(account) = read_account(r, instance, value, &user, instances) {
                         accounts.push(account);
                     }
                 }
@@ -816,6 +825,45 @@ fn read_user(r: &mut FileReader, node: &Node, instances: &Instances) -> Option<U
     })
 }
 
+/// A user-level `then` (or `before`) needs an `until` (or `from`) on the user or on one
+/// of its accounts; otherwise it is a mistake that would silently do nothing.
+fn check_user_bounds_apply(
+    r: &mut FileReader,
+    bounds: &RawBounds,
+    accounts: &MarkedMappingNode,
+    what: &str,
+) {
+    let any_account_sets = |key: &str| {
+        accounts.iter().any(|(_, value)| {
+            value
+                .as_mapping()
+                .is_some_and(|m| m.get_node(key).is_some())
+        })
+    };
+    for (key, node, bound, set) in [
+        ("then", bounds.then, "until", bounds.until.is_some()),
+        ("before", bounds.before, "from", bounds.from.is_some()),
+    ] {
+        if let Some(node) = node {
+            if !set && !any_account_sets(bound) {
+                r.problem(
+                    node.span(),
+                    format!(
+                        "'{key}' of {what} never takes effect: neither the user nor any of its accounts sets '{bound}'"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// What an account inherits from its user.
+struct UserDefaults<'u, 'n> {
+    status: Option<&'n marked_yaml::types::MarkedScalarNode>,
+    bounds: RawBounds<'n>,
+    what: &'u str,
+}
+
 fn all_statuses() -> Vec<&'static str> {
     let mut all: Vec<&str> = provider::kinds()
         .iter()
@@ -830,21 +878,26 @@ fn read_account(
     r: &mut FileReader,
     instance: &marked_yaml::types::MarkedScalarNode,
     value: &Node,
-    default_status: Option<&marked_yaml::types::MarkedScalarNode>,
+    user: &UserDefaults,
     instances: &Instances,
-    user_what: &str,
 ) -> Option<Account> {
+    let (default_status, user_what) = (user.status, user.what);
     let instance_name = instance.as_str();
     let what = format!("account '{instance_name}' of {user_what}");
-    let (id, own_status) = match value {
+    let (id, own_status, own_bounds) = match value {
         Node::Mapping(map) => {
             r.check_keys(map, ACCOUNT_KEYS, &what);
             (
                 r.required(map, "id", &what),
                 r.optional(map, "status", &what),
+                RawBounds::read(r, map, &what, &all_statuses()),
             )
         }
-        other => (r.string(other, &format!("the id of {what}")), None),
+        other => (
+            r.string(other, &format!("the id of {what}")),
+            None,
+            RawBounds::default(),
+        ),
     };
     if let Some(id) = id {
         let text = id.as_str();
@@ -920,11 +973,21 @@ fn read_account(
             );
         }
     }
+    let bounds = AccountBounds {
+        own: own_bounds,
+        user: user.bounds,
+        instance: instance.span(),
+        instance_name,
+        what: &what,
+        user_what,
+    }
+    .resolve(r, kind);
     let id = id?;
     Some(Account {
         instance: instance_name.to_string(),
         id: id.as_str().to_string(),
         status: Status::new(status.as_str()),
+        bounds,
         location: r.location(id.span()),
     })
 }
@@ -1156,6 +1219,116 @@ providers:
                 "invalid YAML",
                 "users:\n  - name: [a\n",
                 "people.yaml:3:1: invalid YAML: while parsing a flow sequence, expected ',' or ']'",
+            ),
+        ];
+        let mismatches: Vec<String> = cases
+            .iter()
+            .filter_map(|(what, text, expected)| {
+                let problems = users_problems(text);
+                (problems != vec![expected.to_string()])
+                    .then(|| format!("{what}: got {problems:?}"))
+            })
+            .collect();
+        assert!(mismatches.is_empty(), "{mismatches:#?}");
+    }
+
+    #[test]
+    fn the_contracts_time_bound_example_loads_with_effective_bounds() {
+        let state = load_folder(
+            PROVIDERS,
+            &[(
+                "people.yaml",
+                "users:
+  - name: ana.contractor
+    status: active
+    until: 2026-12-31T18:00:00+01:00
+    then: suspended
+    accounts:
+      helpdesk: ana
+      portal: { id: 3f4a, until: 2026-12-15T18:00:00+01:00, then: inactive }
+  - name: tom.joiner
+    status: active
+    from: 2027-01-04T08:00:00+01:00
+    before: inactive
+    accounts: { helpdesk: tom }
+",
+            )],
+        )
+        .unwrap();
+        let at = |text: &str| crate::desired::parse_instant(text).unwrap();
+        let ana = &state.users[0];
+        let helpdesk = &ana.accounts[0].bounds;
+        assert_eq!(helpdesk.until, Some(at("2026-12-31T17:00:00Z")));
+        assert_eq!(helpdesk.then.as_str(), "suspended");
+        let portal = &ana.accounts[1].bounds;
+        assert_eq!(
+            portal.until,
+            Some(at("2026-12-15T17:00:00Z")),
+            "account-level wins"
+        );
+        assert_eq!(portal.then.as_str(), "inactive");
+        let tom = &state.users[1].accounts[0].bounds;
+        assert_eq!(tom.from, Some(at("2027-01-04T07:00:00Z")));
+        assert_eq!((tom.until, tom.before.as_str()), (None, "inactive"));
+    }
+
+    #[test]
+    fn every_time_bound_rule_reports_its_position() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "no offset",
+                "users:\n  - name: a\n    status: active\n    until: 2026-12-31T18:00:00\n    accounts: { portal: p }\n",
+                "people.yaml:4:12: 'until' of user 'a': '2026-12-31T18:00:00' has no UTC offset; write it with one, e.g. '2026-12-31T18:00:00Z' or '2026-12-31T18:00:00+01:00'",
+            ),
+            (
+                "impossible date",
+                "users:\n  - name: a\n    status: active\n    accounts:\n      portal: { id: p, from: 2026-02-30T08:00:00Z }\n",
+                "people.yaml:5:30: 'from' of account 'portal' of user 'a': '2026-02-30T08:00:00Z' is not a valid RFC 3339 time such as 2026-12-31T18:00:00+01:00 (day was not in range)",
+            ),
+            (
+                "not a time",
+                "users:\n  - name: a\n    status: active\n    from: next monday\n    accounts: { portal: p }\n",
+                "people.yaml:4:11: 'from' of user 'a': 'next monday' is not a valid RFC 3339 time such as 2026-12-31T18:00:00+01:00 (the 'year' component could not be parsed)",
+            ),
+            (
+                "from not before until (user)",
+                "users:\n  - name: a\n    status: active\n    from: 2027-01-04T08:00:00+01:00\n    until: 2027-01-04T07:00:00Z\n    accounts: { portal: p }\n",
+                "people.yaml:5:12: 'from' (2027-01-04T08:00:00+01:00) of user 'a' must be earlier than 'until' (2027-01-04T07:00:00Z)",
+            ),
+            (
+                "from not before until (user from, account until)",
+                "users:\n  - name: a\n    status: active\n    from: 2027-01-04T08:00:00+01:00\n    accounts:\n      portal: { id: p, until: 2026-12-15T18:00:00+01:00 }\n",
+                "people.yaml:6:31: 'from' (2027-01-04T08:00:00+01:00) of account 'portal' of user 'a' must be earlier than 'until' (2026-12-15T18:00:00+01:00)",
+            ),
+            (
+                "unknown then",
+                "users:\n  - name: a\n    status: active\n    until: 2026-12-31T18:00:00Z\n    then: suspnded\n    accounts: { helpdesk: h }\n",
+                "people.yaml:5:11: unknown status 'suspnded' in 'then' of user 'a' (did you mean 'suspended'?); statuses: active, inactive, onboarding, risky, suspended",
+            ),
+            (
+                "then the kind cannot take (user level)",
+                "users:\n  - name: a\n    status: active\n    until: 2026-12-31T18:00:00Z\n    then: suspended\n    accounts: { helpdesk: h, portal: p }\n",
+                "people.yaml:6:30: 'then' status 'suspended' of user 'a' cannot be set at 'portal' (kind suspend-api); it accepts: active, inactive",
+            ),
+            (
+                "before the kind cannot take (account level)",
+                "users:\n  - name: a\n    status: active\n    accounts:\n      portal: { id: p, from: 2026-12-31T18:00:00Z, before: onboarding }\n",
+                "people.yaml:5:60: 'before' status 'onboarding' cannot be set at 'portal' (kind suspend-api); it accepts: active, inactive",
+            ),
+            (
+                "then without until",
+                "users:\n  - name: a\n    status: active\n    then: suspended\n    accounts: { helpdesk: h }\n",
+                "people.yaml:4:11: 'then' of user 'a' never takes effect: neither the user nor any of its accounts sets 'until'",
+            ),
+            (
+                "before without from (account)",
+                "users:\n  - name: a\n    status: active\n    accounts:\n      helpdesk: { id: h, before: onboarding }\n",
+                "people.yaml:5:34: 'before' of account 'helpdesk' of user 'a' never takes effect: neither the account nor its user sets 'from'",
+            ),
+            (
+                "misspelt bound key",
+                "users:\n  - name: a\n    status: active\n    untill: 2026-12-31T18:00:00Z\n",
+                "people.yaml:4:5: unknown key 'untill' in a user (did you mean 'until'?)",
             ),
         ];
         let mismatches: Vec<String> = cases

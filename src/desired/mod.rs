@@ -2,6 +2,7 @@
 //! as one unit. A folder with any problem yields no model at all, so nothing ever acts
 //! on part of a folder.
 
+mod bounds;
 mod folder;
 mod load;
 mod secrets;
@@ -11,6 +12,7 @@ mod yaml;
 #[cfg(test)]
 mod proptests;
 
+pub use bounds::parse_instant;
 pub use folder::{MAX_DEPTH, MAX_ENTRIES, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
 pub use load::{load, load_files};
 pub use yaml::{MAX_PROBLEMS_PER_FILE, MAX_VALUES_PER_FILE};
@@ -21,6 +23,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
+use time::OffsetDateTime;
 use url::Url;
 
 /// A valid desired-state folder.
@@ -138,8 +141,83 @@ pub struct User {
 pub struct Account {
     pub instance: String,
     pub id: String,
+    /// The status between the bounds: the account's own `status` or its user's. Use
+    /// [`Account::status_at`] for the status that holds at an instant.
     pub status: Status,
+    /// When `status` holds, with the account's own bounds replacing the user's key by key.
+    pub bounds: Bounds,
     pub location: Location,
+}
+
+impl Account {
+    /// The desired status at instant `at` (contract section 7): `before` while `at` is
+    /// earlier than `from`, otherwise `then` once `at` has reached `until`, otherwise
+    /// `status`. Takes the instant as a value so that a plan never reads the clock.
+    pub fn status_at(&self, at: OffsetDateTime) -> &Status {
+        match (self.bounds.from, self.bounds.until) {
+            (Some(from), _) if at < from => &self.bounds.before,
+            (_, Some(until)) if at >= until => &self.bounds.then,
+            _ => &self.status,
+        }
+    }
+
+    /// The scheduled transitions strictly after `after` and no later than `end`: each
+    /// bound in that window where the status from that instant on differs from the one
+    /// just before it, with the status that takes effect, in time order. Independent of
+    /// any live state, so reviewers see every scheduled transition.
+    pub fn transitions(
+        &self,
+        after: OffsetDateTime,
+        end: OffsetDateTime,
+    ) -> Vec<(OffsetDateTime, Status)> {
+        let mut instants: Vec<OffsetDateTime> = [self.bounds.from, self.bounds.until]
+            .into_iter()
+            .flatten()
+            .filter(|t| *t > after && *t <= end)
+            .collect();
+        instants.sort();
+        instants.dedup();
+        instants
+            .into_iter()
+            .filter_map(|t| {
+                let previous = self.status_at(t - time::Duration::NANOSECOND);
+                let next = self.status_at(t);
+                (previous != next).then(|| (t, next.clone()))
+            })
+            .collect()
+    }
+}
+
+/// The effective time bounds of one account; with neither `from` nor `until` set, the
+/// status always holds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Bounds {
+    /// Before this instant the desired status is `before`.
+    pub from: Option<OffsetDateTime>,
+    /// From this instant on the desired status is `then`.
+    pub until: Option<OffsetDateTime>,
+    /// Default `inactive`: someone who has not started yet has no access.
+    pub before: Status,
+    /// Default `inactive`: someone whose access has ended has none.
+    pub then: Status,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            from: None,
+            until: None,
+            before: Status::inactive(),
+            then: Status::inactive(),
+        }
+    }
+}
+
+impl Bounds {
+    /// Whether the status is time-bound at all.
+    pub fn is_bounded(&self) -> bool {
+        self.from.is_some() || self.until.is_some()
+    }
 }
 
 /// A position in a file of the folder, 1-based.

@@ -12,8 +12,8 @@
 //! never sits at the start of a line, so none can forge markup, a link, a mention or a
 //! line of the comment.
 
-use super::plural;
 use super::verdict::{self, is_instance_error, shorten, Style};
+use super::{and_list, plural, upcoming_groups, when};
 use crate::apply::{ApplyReport, GuardRefusal, Outcome};
 use crate::escape;
 use crate::plan::Plan;
@@ -349,9 +349,32 @@ pub fn plan_markdown(plan: &Plan, guard: &[GuardRefusal]) -> String {
         groups: vec![errors_group(&plan.errors)],
         noun: ("error", "errors"),
     };
+    let upcoming = Section {
+        head: "### Upcoming\n\nScheduled in the folder, not due yet (times in UTC); each takes effect at its time whatever the live status is then.\n\n".into(),
+        groups: vec![Group {
+            title: String::new(),
+            header: String::new(),
+            rows: upcoming_groups(plan)
+                .iter()
+                .map(|u| {
+                    let providers: Vec<String> = u.providers.iter().map(|p| md(p)).collect();
+                    format!(
+                        "- on {} {} becomes {} at {}\n",
+                        when(u.at),
+                        bold(u.user),
+                        bold(u.to),
+                        and_list(&providers)
+                    )
+                })
+                .collect(),
+            noun: "scheduled changes",
+            foldable: true,
+        }],
+        noun: ("scheduled change", "scheduled changes"),
+    };
     comment(
         preamble,
-        &[summary, warnings, changes, blocked, errors],
+        &[summary, warnings, changes, blocked, errors, upcoming],
         "run `roster plan` locally for the full list",
     )
 }
@@ -621,6 +644,33 @@ mod tests {
     }
 
     #[test]
+    fn a_long_schedule_takes_its_share_of_the_cap() {
+        let at = crate::desired::parse_instant("2026-12-31T17:00:00Z").unwrap();
+        let plan = Plan {
+            changes: (0..2000)
+                .map(|i| change("a", &format!("user-{i:05}-{}", "x".repeat(40)), "r"))
+                .collect(),
+            upcoming: (0..5000)
+                .map(|i| crate::plan::Upcoming {
+                    provider: "helpdesk".into(),
+                    user: format!("user-{i:05}-{}", "y".repeat(40)),
+                    account_id: i.to_string(),
+                    at,
+                    to: Status::inactive(),
+                })
+                .collect(),
+            ..Plan::default()
+        };
+        let md = plan_markdown(&plan, &[]);
+        assert!(md.len() < MAX_COMMENT_BYTES, "{}", md.len());
+        assert!(md.contains("### Upcoming"), "the schedule gets room too");
+        assert!(
+            md.contains("more scheduled changes not shown"),
+            "and says what it left out"
+        );
+    }
+
+    #[test]
     fn rows_that_do_not_fit_are_counted_in_the_footer() {
         let reason = "r".repeat(CELL_CHARS);
         let plan = Plan {
@@ -650,6 +700,12 @@ mod tests {
         assert_eq!(
             rows,
             4 + 1 + plan.changes.len() + plan.blocked.len() + plan.errors.len()
+        );
+        let upcoming = md.lines().filter(|l| l.starts_with("- on ")).count();
+        assert_eq!(
+            upcoming,
+            plan.upcoming.len(),
+            "one line per scheduled change"
         );
         assert_eq!(md.lines().next(), Some("<!-- roster-plan -->"));
         assert_eq!(md.matches("<!--").count(), 1);

@@ -7,10 +7,12 @@
 //! The one-line verdicts that both text and markdown start with live in `verdict`.
 
 mod markdown;
+mod status;
 mod text;
 mod verdict;
 
 pub use markdown::{apply_markdown, plan_markdown, MAX_COMMENT_BYTES};
+pub use status::{render_status, status_errors_text, StatusFormat};
 pub use text::{apply_text, plan_text};
 
 use crate::apply::{ApplyReport, GuardRefusal};
@@ -64,6 +66,64 @@ fn json<T: Serialize>(value: &T) -> String {
     escape::json_safe(&text).into_owned()
 }
 
+/// Scheduled changes as a reviewer reads them: one entry per instant, user and status
+/// that takes effect, with every instance where it does. Values are raw: each renderer
+/// escapes them.
+struct UpcomingGroup<'a> {
+    at: time::OffsetDateTime,
+    user: &'a str,
+    to: &'a str,
+    providers: Vec<&'a str>,
+}
+
+/// Groups a plan's `upcoming` by instant, then user, then status (already in `at`
+/// order, providers in their sorted order).
+fn upcoming_groups(plan: &Plan) -> Vec<UpcomingGroup<'_>> {
+    let mut groups: std::collections::BTreeMap<_, Vec<&str>> = std::collections::BTreeMap::new();
+    for u in &plan.upcoming {
+        groups
+            .entry((u.at, u.user.as_str(), u.to.as_str()))
+            .or_default()
+            .push(u.provider.as_str());
+    }
+    groups
+        .into_iter()
+        .map(|((at, user, to), providers)| UpcomingGroup {
+            at,
+            user,
+            to,
+            providers,
+        })
+        .collect()
+}
+
+/// An instant for people: `2026-12-31 17:00 UTC` (seconds only when set).
+fn when(at: time::OffsetDateTime) -> String {
+    let u = at.to_offset(time::UtcOffset::UTC);
+    let mut text = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        u.year(),
+        u8::from(u.month()),
+        u.day(),
+        u.hour(),
+        u.minute()
+    );
+    if u.second() != 0 || u.nanosecond() != 0 {
+        let _ = std::fmt::Write::write_fmt(&mut text, format_args!(":{:02}", u.second()));
+    }
+    text.push_str(" UTC");
+    text
+}
+
+/// `a`, `a and b`, `a, b and c`, from values already escaped.
+fn and_list(items: &[String]) -> String {
+    match items.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -72,7 +132,7 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 mod tests {
     use super::*;
     use crate::escape::tests::HOSTILE;
-    use crate::plan::{Blocked, Change, PlanError};
+    use crate::plan::{Blocked, Change, PlanError, Upcoming};
     use crate::status::Status;
 
     /// A plan whose every untrusted field is one of the hostile strings.
@@ -107,8 +167,70 @@ mod tests {
                 account_id: Some(s.to_string()),
                 message: s.to_string(),
             });
+            plan.upcoming.push(Upcoming {
+                provider: "helpdesk".into(),
+                user: format!("{i:02} {s}"),
+                account_id: s.to_string(),
+                at: crate::desired::parse_instant("2026-12-31T18:00:00+01:00").unwrap(),
+                to: Status::new(*s),
+            });
         }
         plan
+    }
+
+    #[test]
+    fn upcoming_reads_as_one_sentence_per_user_and_instant() {
+        let at = |text: &str| crate::desired::parse_instant(text).unwrap();
+        let entry = |provider: &str, user: &str, when: &str, to: &str| Upcoming {
+            provider: provider.into(),
+            user: user.into(),
+            account_id: format!("{user}@{provider}"),
+            at: at(when),
+            to: Status::new(to),
+        };
+        let plan = Plan {
+            upcoming: vec![
+                entry(
+                    "helpdesk",
+                    "ana.contractor",
+                    "2026-12-31T17:00:00Z",
+                    "suspended",
+                ),
+                entry(
+                    "portal",
+                    "ana.contractor",
+                    "2026-12-31T17:00:00Z",
+                    "suspended",
+                ),
+                entry(
+                    "wiki",
+                    "ana.contractor",
+                    "2026-12-31T17:00:00Z",
+                    "suspended",
+                ),
+                entry("zitadel", "tom.joiner", "2027-01-04T07:00:00Z", "active"),
+            ],
+            ..Plan::default()
+        };
+        let md = render_plan(&plan, &[], Format::Markdown);
+        assert!(
+            md.contains("- on 2026-12-31 17:00 UTC **ana.contractor** becomes **suspended** at helpdesk, portal and wiki\n"),
+            "{md}"
+        );
+        assert!(
+            md.contains("- on 2027-01-04 07:00 UTC **tom.joiner** becomes **active** at zitadel\n")
+        );
+        let text = render_plan(&plan, &[], Format::Text);
+        assert!(text.contains("Upcoming (scheduled in the folder, not due yet):\n"));
+        assert!(text.contains(
+            "  @ 2026-12-31 17:00 UTC  ana.contractor  becomes suspended at helpdesk, portal and wiki\n"
+        ), "{text}");
+        let json: serde_json::Value =
+            serde_json::from_str(&render_plan(&plan, &[], Format::Json)).unwrap();
+        assert_eq!(json["upcoming"][3]["at"], "2027-01-04T07:00:00Z");
+        assert_eq!(json["upcoming"][3]["to"], "active");
+        let quiet = render_plan(&Plan::default(), &[], Format::Text);
+        assert!(!quiet.contains("Upcoming"), "no section without entries");
     }
 
     #[test]
@@ -133,6 +255,7 @@ mod tests {
                 "in_sync": 2,
                 "blocked": [],
                 "errors": [],
+                "upcoming": [],
                 "guard": [{"provider": "helpdesk", "changes": 30, "limit": 25}]
             })
         );

@@ -2,8 +2,8 @@
 //! sections, a totals line. Every untrusted value goes through [`escape::text`] here, so
 //! one value is one line segment, whatever it contains.
 
-use super::plural;
 use super::verdict::{self, is_instance_error, Style};
+use super::{and_list, plural, upcoming_groups, when};
 use crate::apply::{ApplyReport, GuardRefusal, Outcome};
 use crate::escape;
 use crate::plan::Plan;
@@ -142,6 +142,23 @@ pub fn plan_text(plan: &Plan, guard: &[GuardRefusal]) -> String {
     if !plan.errors.is_empty() {
         out.push_str("\nErrors (not planned; fix and plan again):\n");
         errors_grid(&plan.errors).write(&mut out);
+    }
+    let upcoming = upcoming_groups(plan);
+    if !upcoming.is_empty() {
+        out.push_str("\nUpcoming (scheduled in the folder, not due yet):\n");
+        let mut grid = Grid::default();
+        for u in &upcoming {
+            let providers: Vec<String> = u.providers.iter().map(|p| t(p)).collect();
+            grid.row(
+                "  @ ",
+                vec![
+                    when(u.at),
+                    t(u.user),
+                    format!("becomes {} at {}", t(u.to), and_list(&providers)),
+                ],
+            );
+        }
+        grid.write(&mut out);
     }
     for g in guard {
         let _ = writeln!(
@@ -327,6 +344,7 @@ mod tests {
             + 2 + 1 + HOSTILE.len() // blank, "Changes", instance heading, rows
             + 2 + HOSTILE.len() // blank, "Blocked", rows
             + 2 + HOSTILE.len() // blank, "Errors", rows
+            + 2 + HOSTILE.len() // blank, "Upcoming", rows
             + 2; // blank, totals
         assert_eq!(text.lines().count(), expected_lines, "{text}");
         let (verdict, rest) = text.split_once('\n').unwrap();
@@ -334,7 +352,7 @@ mod tests {
         for line in rest.lines() {
             assert!(
                 line.is_empty()
-                    || ["  ", "Changes", "Blocked", "Errors", "Plan: "]
+                    || ["  ", "Changes", "Blocked", "Errors", "Upcoming", "Plan: "]
                         .iter()
                         .any(|p| line.starts_with(p)),
                 "a forged line: {line:?}"
