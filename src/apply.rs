@@ -3,9 +3,9 @@
 //! by an intent line before it is made and recorded by an outcome line after it; a call
 //! whose intent line cannot be written is not made, and neither is any later call.
 
-use crate::audit::{AuditEvent, AuditLog, AuditOutcome, AuditRecord};
+use crate::audit::{AuditEvent, AuditLog, AuditOutcome, AuditRecord, ScheduledCause};
 use crate::desired::DesiredState;
-use crate::plan::{Blocked, Change, Plan, PlanError, FORMAT_VERSION};
+use crate::plan::{format_utc, Blocked, Change, Plan, PlanError, FORMAT_VERSION};
 use crate::provider::{bounded, Provider, WriteOutcome};
 use crate::status::Status;
 use serde::Serialize;
@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 /// The capability to make write calls. Its only constructor is private to this module,
@@ -240,9 +241,10 @@ pub async fn apply(
                         return None;
                     }
                 }
-                let write_id = gate.announce(&change)?;
+                let cause = scheduled_cause(desired, &change, OffsetDateTime::now_utc());
+                let write_id = gate.announce(&change, cause.as_ref())?;
                 let result = write_one(provider.as_ref(), access, &change).await;
-                gate.record(write_id.as_deref(), &change, &result);
+                gate.record(write_id.as_deref(), &change, cause.as_ref(), &result);
                 Some(result)
             })
             .await
@@ -287,12 +289,12 @@ struct AuditGate<'a> {
 impl AuditGate<'_> {
     /// Writes the intent line of `change`. `Some(write_id)` (`Some(None)` without an
     /// audit log) means the call may be made; `None` means it must not.
-    fn announce(&self, change: &Change) -> Option<Option<String>> {
+    fn announce(&self, change: &Change, cause: Option<&ScheduledCause>) -> Option<Option<String>> {
         let Some(audit) = self.audit else {
             return Some(None);
         };
         let write_id = audit.next_write_id();
-        match audit.append(&self.line(AuditEvent::Intent, &write_id, change, None)) {
+        match audit.append(&self.line(AuditEvent::Intent, &write_id, change, cause, None)) {
             Ok(()) => Some(Some(write_id)),
             Err(error) => {
                 self.fail(
@@ -305,7 +307,13 @@ impl AuditGate<'_> {
     }
 
     /// Writes the outcome line of a call that was made.
-    fn record(&self, write_id: Option<&str>, change: &Change, result: &WriteResult) {
+    fn record(
+        &self,
+        write_id: Option<&str>,
+        change: &Change,
+        cause: Option<&ScheduledCause>,
+        result: &WriteResult,
+    ) {
         let (Some(audit), Some(write_id)) = (self.audit, write_id) else {
             return;
         };
@@ -314,7 +322,7 @@ impl AuditGate<'_> {
             http_status: result.http_status,
             message: result.message.as_deref(),
         };
-        let line = self.line(AuditEvent::Outcome, write_id, change, Some(outcome));
+        let line = self.line(AuditEvent::Outcome, write_id, change, cause, Some(outcome));
         if let Err(error) = audit.append(&line) {
             self.fail(
                 error.to_string(),
@@ -340,6 +348,7 @@ impl AuditGate<'_> {
         event: AuditEvent,
         write_id: &'c str,
         change: &'c Change,
+        cause: Option<&ScheduledCause>,
         result: Option<AuditOutcome<'c>>,
     ) -> AuditRecord<'c> {
         AuditRecord {
@@ -357,8 +366,37 @@ impl AuditGate<'_> {
             },
             result,
             git_commit: self.git_commit,
+            scheduled: cause.cloned(),
         }
     }
+}
+
+/// The time bound that made `change.to` the desired status of its account at `now`:
+/// `until` once it is reached, else `from` once it is reached; `None` when no bound has
+/// taken effect (or the account is not in the folder). Evaluated when the write is
+/// announced, as the daemon's scheduled pass makes it just after the bound.
+fn scheduled_cause(
+    desired: &DesiredState,
+    change: &Change,
+    now: OffsetDateTime,
+) -> Option<ScheduledCause> {
+    let account = desired
+        .users
+        .iter()
+        .flat_map(|u| &u.accounts)
+        .find(|a| a.instance == change.provider && a.id == change.account_id)?;
+    if account.status_at(now) != &change.to {
+        return None;
+    }
+    let (bound, at) = match (account.bounds.from, account.bounds.until) {
+        (_, Some(until)) if now >= until => ("until", until),
+        (Some(from), _) if now >= from => ("from", from),
+        _ => return None,
+    };
+    Some(ScheduledCause {
+        bound,
+        at: format_utc(at),
+    })
 }
 
 async fn write_one(provider: &dyn Provider, access: &WriteAccess, change: &Change) -> WriteResult {

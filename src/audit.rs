@@ -51,6 +51,19 @@ pub struct AuditRecord<'a> {
     pub result: Option<AuditOutcome<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub git_commit: Option<&'a str>,
+    /// The time bound whose instant made `to` the desired status, when one did: the
+    /// record then says the write was scheduled, not asked for by an edit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduled: Option<ScheduledCause>,
+}
+
+/// Which time bound (contract section 7) decided a write's desired status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScheduledCause {
+    /// `until` (the `then` status took effect) or `from` (the status took effect).
+    pub bound: &'static str,
+    /// The bound's instant, RFC 3339 in UTC.
+    pub at: String,
 }
 
 /// Why the audit log cannot be opened or written. The OS error is part of the message
@@ -290,6 +303,7 @@ mod tests {
             reason: Some("Left (HR-1)"),
             result,
             git_commit: None,
+            scheduled: None,
         }
     }
 

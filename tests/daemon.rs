@@ -940,3 +940,119 @@ async fn a_user_name_cannot_forge_a_log_line() {
     );
     assert!(!log.contains('\u{1b}'), "a raw ESC reached the log:\n{log}");
 }
+
+/// One run of the scheduled-change scenario: a user whose `until` is `ahead` away, a
+/// daemon at `--interval 1h`. Checks that the gauge names the bound before it, that the
+/// write arrives within the contract's 5 s of the bound, and that its audit lines name
+/// the bound. Answers the delay between the bound and the simulator seeing the write.
+async fn scheduled_until_is_applied_on_time(ahead: Duration) -> Duration {
+    let sim = status_sim(vec![user("ana", "active"), user("bob", "active")]).await;
+    let ws = Workspace::new();
+    ws.write(
+        "desired-state/providers.yaml",
+        &providers_yaml(&[("helpdesk", &sim, "")]),
+    );
+    let until = time::OffsetDateTime::now_utc() + ahead;
+    let until_text = until
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    ws.write(
+        "desired-state/people/staff.yaml",
+        &format!(
+            "users:\n  - name: ana\n    status: active\n    until: {until_text}\n    accounts:\n      helpdesk: ana\n  - name: bob\n    status: active\n    accounts:\n      helpdesk: bob\n"
+        ),
+    );
+    let audit = ws.path("audit.jsonl");
+    let daemon = Daemon::start(
+        &ws.path("desired-state"),
+        &["--interval", "1h", "--audit-log", audit.to_str().unwrap()],
+    )
+    .await;
+    wait_ready(&daemon).await;
+    assert!(sim.writes().is_empty(), "nothing is due yet");
+    let gauge = r#"roster_next_scheduled_change_timestamp_seconds{instance="helpdesk"}"#;
+    let shown = daemon
+        .metric(gauge)
+        .await
+        .expect("the gauge before the bound");
+    let expected = until.unix_timestamp_nanos() as f64 / 1e9;
+    assert!(
+        (shown - expected).abs() < 0.001,
+        "gauge {shown}, bound {expected}"
+    );
+    assert!(
+        time::OffsetDateTime::now_utc() < until,
+        "the gauge was read before the bound"
+    );
+
+    let deadline = until + time::Duration::seconds(5);
+    let delay = loop {
+        let now = time::OffsetDateTime::now_utc();
+        if writes_to(&sim, "ana") > 0 {
+            break Duration::try_from(now - until).unwrap_or_default();
+        }
+        assert!(
+            now < deadline,
+            "no write within 5 s of the bound; log:\n{}",
+            daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(sim.user("ana").unwrap().status, "inactive");
+    assert_eq!(writes_to(&sim, "bob"), 0);
+    assert_eq!(
+        daemon
+            .log_lines(&["pass finished", "reason=scheduled"])
+            .len(),
+        1,
+        "one scheduled pass"
+    );
+    assert_eq!(
+        daemon
+            .metric(
+                r#"roster_passes_total{instance="helpdesk",reason="scheduled",result="success"}"#
+            )
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(daemon.metric(gauge).await, None, "no bound left to come");
+
+    eventually("the audit lines", Duration::from_secs(2), || async {
+        std::fs::read_to_string(&audit).is_ok_and(|t| t.lines().count() == 2)
+    })
+    .await;
+    let at = roster::plan::format_utc(until);
+    for line in audit_lines(&audit) {
+        assert_eq!(line["user"], "ana");
+        assert_eq!(
+            line["scheduled"],
+            serde_json::json!({"bound": "until", "at": at}),
+            "{line}"
+        );
+    }
+    delay
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_until_is_applied_within_five_seconds_whatever_the_interval() {
+    let delay = scheduled_until_is_applied_on_time(Duration::from_secs(3)).await;
+    eprintln!("bound to write at the simulator: {delay:?}");
+}
+
+/// `cargo test --test daemon -- --ignored --nocapture scheduled_delay`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: 20 runs, prints p50/p95"]
+async fn scheduled_delay_percentiles() {
+    let mut delays = Vec::new();
+    for _ in 0..20 {
+        delays.push(scheduled_until_is_applied_on_time(Duration::from_secs(2)).await);
+    }
+    delays.sort();
+    let p50 = delays[delays.len() / 2];
+    let p95 = delays[(delays.len() * 95).div_ceil(100) - 1];
+    eprintln!(
+        "bound to write at the simulator over {} runs: p50 {p50:?}, p95 {p95:?}, max {:?}",
+        delays.len(),
+        delays[delays.len() - 1]
+    );
+}

@@ -9,6 +9,7 @@
 use super::metrics::{AccountCounts, InstanceObserver, PassMetrics};
 use super::{fingerprint, Context, InstanceHealth, Loaded};
 use crate::apply::{self, ApplyOptions, ApplyReport, Outcome};
+use crate::desired::DesiredState;
 use crate::lease::Role;
 use crate::lock;
 use crate::notify::{Episodes, Notification, PassEnd};
@@ -38,6 +39,8 @@ pub enum Reason {
     Retry,
     /// This replica just acquired the leader-election lease.
     LeaderElected,
+    /// A `from` or `until` of one of this instance's accounts was just reached.
+    Scheduled,
 }
 
 impl Reason {
@@ -48,6 +51,7 @@ impl Reason {
             Reason::FolderChanged => "folder_changed",
             Reason::Retry => "retry",
             Reason::LeaderElected => "leader_elected",
+            Reason::Scheduled => "scheduled",
         }
     }
 }
@@ -146,6 +150,29 @@ pub fn next_pass(
         }
         _ => (interval.mul_f64(1.0 - 0.1 * jitter), Reason::Interval),
     }
+}
+
+/// How long after a time bound its pass runs: the bound is inclusive (`t >= until`),
+/// and a few milliseconds absorb timer rounding, so the pass evaluates the folder
+/// after the bound, never just before it.
+const SCHEDULED_LAG: Duration = Duration::from_millis(20);
+
+/// The earliest `from` or `until` strictly after `now` among the accounts of `instance`,
+/// whether or not it changes the status: the instant its loop must wake at.
+pub fn next_boundary(
+    desired: &DesiredState,
+    instance: &str,
+    now: time::OffsetDateTime,
+) -> Option<time::OffsetDateTime> {
+    desired
+        .users
+        .iter()
+        .flat_map(|u| &u.accounts)
+        .filter(|a| a.instance == instance)
+        .flat_map(|a| [a.bounds.from, a.bounds.until])
+        .flatten()
+        .filter(|at| *at > now)
+        .min()
 }
 
 /// What the supervisor keeps of a running loop.
@@ -356,9 +383,29 @@ impl InstanceLoop {
                 self.context.interval,
                 rand::random::<f64>(),
             );
-            due = Some((Instant::now() + delay, reason));
+            due = Some(self.next_due(delay, reason));
         }
         tracing::debug!(instance = %self.name, "instance loop stopped");
+    }
+
+    /// When the next pass runs and why: after `delay` for `reason`, or just after this
+    /// instance's next time bound if that comes first, so that a scheduled change is
+    /// applied on time whatever the interval. Also publishes that bound as the gauge.
+    /// Reading the folder in force here means a reload that moved a bound (which
+    /// triggers a pass) is taken into account after that pass.
+    fn next_due(&self, delay: Duration, reason: Reason) -> (Instant, Reason) {
+        let now = time::OffsetDateTime::now_utc();
+        let boundary = next_boundary(&self.folder.borrow().desired, &self.name, now);
+        self.context
+            .metrics
+            .set_next_scheduled_change(&self.name, boundary);
+        let until_boundary = boundary
+            .and_then(|at| Duration::try_from(at - now).ok())
+            .map(|wait| wait + SCHEDULED_LAG);
+        match until_boundary {
+            Some(wait) if wait < delay => (Instant::now() + wait, Reason::Scheduled),
+            _ => (Instant::now() + delay, reason),
+        }
     }
 
     /// Notifies the start or end of a guard refusal or a failing streak.

@@ -27,7 +27,8 @@ pub struct InstanceLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PassLabels {
     pub instance: String,
-    /// Why the pass ran: startup, interval, folder_changed, retry, leader_elected.
+    /// Why the pass ran: startup, interval, folder_changed, retry, leader_elected,
+    /// scheduled.
     pub reason: String,
     /// success, error (a read or write failed) or refused (the safety guard).
     pub result: String,
@@ -95,6 +96,7 @@ pub struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     desired_info: Family<CommitLabels, Gauge>,
     notifications: NotificationCounts,
+    next_scheduled: Family<InstanceLabels, Gauge<f64, AtomicU64>>,
 }
 
 fn pass_histogram() -> Histogram {
@@ -220,8 +222,15 @@ impl Metrics {
             "1 when this process may reconcile: it holds the leader-election lease, or runs without --leader-election",
             leader.clone(),
         );
+        let next_scheduled = Family::<InstanceLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "next_scheduled_change_timestamp_seconds",
+            "Unix time of the next from or until of an account of this instance, when its loop wakes to apply it; absent when none",
+            next_scheduled.clone(),
+        );
         Metrics {
             registry,
+            next_scheduled,
             leader,
             passes,
             pass_duration,
@@ -346,6 +355,24 @@ impl Metrics {
         }
     }
 
+    /// Publishes the next time bound of `instance` (see
+    /// [`super::instance::next_boundary`]); `None` removes the series, since no
+    /// scheduled change is to come.
+    pub fn set_next_scheduled_change(&self, instance: &str, at: Option<time::OffsetDateTime>) {
+        let labels = InstanceLabels {
+            instance: instance.into(),
+        };
+        match at {
+            Some(at) => {
+                let seconds = at.unix_timestamp_nanos() as f64 / 1e9;
+                self.next_scheduled.get_or_create(&labels).set(seconds);
+            }
+            None => {
+                self.next_scheduled.remove(&labels);
+            }
+        }
+    }
+
     /// Drops the per-instance account gauges of an instance that left the folder, so
     /// dashboards do not show its last numbers forever.
     pub fn instance_removed(&self, instance: &str) {
@@ -356,6 +383,9 @@ impl Metrics {
             });
         }
         self.guard_refused.remove(&InstanceLabels {
+            instance: instance.into(),
+        });
+        self.next_scheduled.remove(&InstanceLabels {
             instance: instance.into(),
         });
     }
