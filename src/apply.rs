@@ -438,3 +438,85 @@ async fn write_one(provider: &dyn Provider, access: &WriteAccess, change: &Chang
         message,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::{parse_instant, Account, Bounds, Location, User};
+
+    fn instant(text: &str) -> OffsetDateTime {
+        parse_instant(text).unwrap()
+    }
+
+    /// User "u" with account "a1" at instance "x", `active` within `bounds`.
+    fn state(bounds: Bounds) -> DesiredState {
+        DesiredState {
+            root: "desired-state".into(),
+            instances: Default::default(),
+            users: vec![User {
+                name: "u".into(),
+                reason: None,
+                accounts: vec![Account {
+                    instance: "x".into(),
+                    id: "a1".into(),
+                    status: Status::new("active"),
+                    bounds,
+                    location: Location::default(),
+                }],
+                location: Location::default(),
+            }],
+        }
+    }
+
+    fn change(to: &str) -> Change {
+        Change {
+            provider: "x".into(),
+            user: "u".into(),
+            account_id: "a1".into(),
+            from: Status::new("other"),
+            to: Status::new(to),
+            reason: None,
+            revision: None,
+        }
+    }
+
+    fn cause(state: &DesiredState, to: &str, now: &str) -> Option<(&'static str, String)> {
+        scheduled_cause(state, &change(to), instant(now)).map(|c| (c.bound, c.at))
+    }
+
+    #[test]
+    fn the_cause_names_the_bound_that_decided_the_status() {
+        let both = state(Bounds {
+            from: Some(instant("2027-01-04T08:00:00+01:00")),
+            until: Some(instant("2027-02-01T18:00:00+01:00")),
+            ..Bounds::default()
+        });
+        assert_eq!(
+            cause(&both, "inactive", "2027-01-01T00:00:00Z"),
+            None,
+            "before `from` no bound has taken effect"
+        );
+        assert_eq!(
+            cause(&both, "active", "2027-01-04T07:00:00Z"),
+            Some(("from", "2027-01-04T07:00:00Z".into())),
+            "inclusive, in UTC"
+        );
+        assert_eq!(
+            cause(&both, "inactive", "2027-02-01T17:00:00Z"),
+            Some(("until", "2027-02-01T17:00:00Z".into()))
+        );
+        assert_eq!(
+            cause(&both, "active", "2027-02-01T17:00:00Z"),
+            None,
+            "a change towards another status than the bound's is not its doing"
+        );
+        let unbounded = state(Bounds::default());
+        assert_eq!(cause(&unbounded, "active", "2027-02-01T17:00:00Z"), None);
+        let mut elsewhere = change("inactive");
+        elsewhere.provider = "y".into();
+        assert_eq!(
+            scheduled_cause(&both, &elsewhere, instant("2027-03-01T00:00:00Z")),
+            None
+        );
+    }
+}

@@ -1000,6 +1000,13 @@ async fn scheduled_until_is_applied_on_time(ahead: Duration) -> Duration {
     };
     assert_eq!(sim.user("ana").unwrap().status, "inactive");
     assert_eq!(writes_to(&sim, "bob"), 0);
+    // The write reached the simulator; the pass records itself just after.
+    daemon
+        .wait_log(
+            &["pass finished", "reason=scheduled"],
+            Duration::from_secs(5),
+        )
+        .await;
     assert_eq!(
         daemon
             .log_lines(&["pass finished", "reason=scheduled"])

@@ -739,6 +739,61 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_next_boundary_is_the_earliest_bound_ahead_at_this_instance() {
+        use crate::desired::{parse_instant, Account, Bounds, Location, User};
+        let at = |text: &str| parse_instant(text).unwrap();
+        let account = |instance: &str, id: &str, from: Option<&str>, until: Option<&str>| Account {
+            instance: instance.into(),
+            id: id.into(),
+            status: Status::new("active"),
+            bounds: Bounds {
+                from: from.map(at),
+                until: until.map(at),
+                ..Bounds::default()
+            },
+            location: Location::default(),
+        };
+        let desired = DesiredState {
+            root: "desired-state".into(),
+            instances: Default::default(),
+            users: vec![User {
+                name: "u".into(),
+                reason: None,
+                accounts: vec![
+                    account(
+                        "x",
+                        "a1",
+                        Some("2027-01-04T08:00:00Z"),
+                        Some("2027-03-01T00:00:00Z"),
+                    ),
+                    account("x", "a2", None, Some("2027-02-01T00:00:00+01:00")),
+                    account("y", "b1", None, Some("2027-01-02T00:00:00Z")),
+                ],
+                location: Location::default(),
+            }],
+        };
+        let next = |now: &str| next_boundary(&desired, "x", at(now));
+        assert_eq!(
+            next("2027-01-01T00:00:00Z"),
+            Some(at("2027-01-04T08:00:00Z"))
+        );
+        assert_eq!(
+            next("2027-01-04T08:00:00Z"),
+            Some(at("2027-01-31T23:00:00Z")),
+            "a bound reached now is behind: the next one is ahead"
+        );
+        assert_eq!(
+            next("2027-02-15T00:00:00Z"),
+            Some(at("2027-03-01T00:00:00Z"))
+        );
+        assert_eq!(next("2027-03-01T00:00:00Z"), None);
+        assert_eq!(
+            next_boundary(&desired, "z", at("2027-01-01T00:00:00Z")),
+            None
+        );
+    }
+
     #[tokio::test]
     async fn triggers_collapse_into_one_pending_pass() {
         let slot = TriggerSlot::default();
