@@ -215,6 +215,12 @@ async fn of_two_daemons_only_the_leader_writes_and_the_other_takes_over_when_it_
     assert_eq!(audit_count(&audit_a), 8, "the leader made all four writes");
     assert_eq!(audit_count(&audit_b), 0, "the standby made none");
     assert_eq!(cluster.holder().as_deref(), Some("pod-a"));
+    // The standby loads its folder on its own schedule; under load that may come after
+    // the leader's pass.
+    eventually("the standby is ready", Duration::from_secs(10), || async {
+        b.get("/readyz").await.0 == 200
+    })
+    .await;
     let (code, body) = b.get("/readyz").await;
     assert_eq!(code, 200, "a standby is ready: {body}");
     assert!(
