@@ -48,10 +48,19 @@ struct Page {
     records: Vec<User>,
 }
 
+/// `Option` fields are optional to serde; through `deserialize_with` a missing one is an
+/// error ("missing field") while an explicit `null` still reads as `None`.
+fn required_nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    Option::<bool>::deserialize(d)
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct User {
     id: String,
+    /// Required but nullable: `null` is Atlan's "unknown" (never changed), while a record
+    /// without the field is a broken answer, an error naming the field.
+    #[serde(deserialize_with = "required_nullable")]
     enabled: Option<bool>,
     #[serde(default)]
     workspace_role: Option<String>,
