@@ -555,6 +555,12 @@ async fn demo_converges_across_five_kinds() {
         "{}",
         run.stdout
     );
+    assert!(
+        run.stdout
+            .contains("grace.obi  becomes inactive at helpdesk and zitadel"),
+        "the demo shows its scheduled leaver: {}",
+        run.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

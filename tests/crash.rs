@@ -324,17 +324,8 @@ async fn an_audit_log_on_a_pipe_is_written_without_a_false_failure() {
 async fn a_full_audit_device_stops_every_call_at_any_concurrency() {
     let users = (1..=8).map(|i| user(&format!("u{i}"), "active")).collect();
     let sim = status_sim(users).await;
-    let ws = Workspace::new();
-    ws.write(
-        "desired-state/providers.yaml",
-        &providers_yaml(&[("helpdesk", &sim, "max_concurrency: 8")]),
-    );
     let ids: Vec<String> = (1..=8).map(|i| format!("u{i}")).collect();
-    let rows: Vec<(&str, &str, &str, &str)> = ids
-        .iter()
-        .map(|id| (id.as_str(), "helpdesk", id.as_str(), "inactive"))
-        .collect();
-    ws.write("desired-state/users.yaml", &users_yaml(&rows));
+    let ws = leavers_workspace(&sim, "helpdesk", &ids, "max_concurrency: 8");
     let output = roster_in(
         &ws,
         &[

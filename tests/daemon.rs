@@ -839,17 +839,8 @@ async fn an_instance_failing_on_every_pass_keeps_the_daemon_unready() {
 async fn an_unwritable_audit_log_stops_every_call_and_is_counted() {
     let users = (1..=4).map(|i| user(&format!("u{i}"), "active")).collect();
     let sim = status_sim(users).await;
-    let ws = Workspace::new();
-    ws.write(
-        "desired-state/providers.yaml",
-        &providers_yaml(&[("helpdesk", &sim, "max_concurrency: 4")]),
-    );
     let ids: Vec<String> = (1..=4).map(|i| format!("u{i}")).collect();
-    let rows: Vec<(&str, &str, &str, &str)> = ids
-        .iter()
-        .map(|id| (id.as_str(), "helpdesk", id.as_str(), "inactive"))
-        .collect();
-    ws.write("desired-state/users.yaml", &users_yaml(&rows));
+    let ws = leavers_workspace(&sim, "helpdesk", &ids, "max_concurrency: 4");
     let daemon = Daemon::start(
         &ws.path("desired-state"),
         &["--interval", "1s", "--audit-log", "/dev/full"],

@@ -176,20 +176,3 @@ async fn a_time_without_an_offset_is_refused_with_its_position() {
     assert_eq!(bad_at.code, 64, "a usage error: {bad_at:?}");
     assert_eq!(world.request_count(), 0, "nothing was read");
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_shows_its_scheduled_leaver() {
-    let run = common::run_roster(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
-        &["demo"],
-        &Default::default(),
-    )
-    .await;
-    assert_eq!(run.code, 0, "{run:?}");
-    assert!(
-        run.stdout
-            .contains("grace.obi  becomes inactive at helpdesk and zitadel"),
-        "{}",
-        run.stdout
-    );
-}

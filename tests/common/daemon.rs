@@ -284,6 +284,27 @@ pub fn sample_value(text: &str, sample: &str) -> Option<f64> {
 }
 
 /// A temporary folder holding a desired-state folder (and whatever else a test adds).
+/// A workspace whose folder wants every one of `ids` inactive at `instance` of `sim`,
+/// with `extra` added to the instance's YAML (e.g. `"max_concurrency: 4"`).
+pub fn leavers_workspace(
+    sim: &Simulator,
+    instance: &str,
+    ids: &[String],
+    extra: &str,
+) -> Workspace {
+    let ws = Workspace::new();
+    ws.write(
+        "desired-state/providers.yaml",
+        &providers_yaml(&[(instance, sim, extra)]),
+    );
+    let rows: Vec<(&str, &str, &str, &str)> = ids
+        .iter()
+        .map(|id| (id.as_str(), instance, id.as_str(), "inactive"))
+        .collect();
+    ws.write("desired-state/users.yaml", &users_yaml(&rows));
+    ws
+}
+
 pub struct Workspace {
     pub temp: tempfile::TempDir,
 }
