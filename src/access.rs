@@ -4,8 +4,8 @@
 //! [`crate::apply::WriteAccess`], so no write call can even be expressed here.
 
 use crate::desired::DesiredState;
+use crate::model::AccountObservation;
 use crate::plan::{InstanceObservation, PlanError, FORMAT_VERSION};
-use crate::provider::AccountObservation;
 use crate::status::Status;
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -161,7 +161,7 @@ impl StatusReport {
 mod tests {
     use super::*;
     use crate::desired::{Account, Bounds, Location, User};
-    use crate::provider::{Observation, ObservedAccount};
+    use crate::model::{Observation, ObservedAccount};
 
     fn state() -> DesiredState {
         let account = |instance: &str, id: &str, status: &str| Account {

@@ -333,7 +333,7 @@ fn write_providers(
         for (key, value) in &instance.settings {
             let _ = writeln!(yaml, "    {key}: \"{value}\"");
         }
-        if instance.kind.auth == crate::provider::AuthStyle::ClientCredentials {
+        if instance.kind.auth == crate::model::AuthStyle::ClientCredentials {
             let id = workdir.join(format!("{name}.client-id"));
             std::fs::write(&id, "roster-client")?;
             let _ = writeln!(
