@@ -562,3 +562,47 @@ async fn import_writes_only_inside_the_folder_and_only_the_chosen_instances() {
     );
     assert!(!run.stderr.contains('\u{1b}'), "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joined_user_lives_in_the_file_of_its_first_instance_in_providers_yaml() {
+    let mut world = common::World::new();
+    world
+        .add(
+            "atlan",
+            SimConfig::new(
+                SimKind::Atlan,
+                vec![sim_user("a-1", "anna", "active", false)],
+            ),
+            "",
+        )
+        .await;
+    world
+        .add(
+            "zitadel",
+            SimConfig::new(
+                SimKind::Zitadel,
+                vec![sim_user("9", "anna", "inactive", false)],
+            ),
+            "",
+        )
+        .await;
+    // The helper writes instances in name order; put zitadel first.
+    let providers =
+        std::fs::read_to_string(world.folder().join("providers.yaml")).expect("providers");
+    let (head, zitadel) = providers.split_once("  zitadel:").expect("zitadel block");
+    world.write(
+        "providers.yaml",
+        &format!(
+            "providers:\n  zitadel:{zitadel}{}",
+            &head["providers:\n".len()..]
+        ),
+    );
+    let run = world.roster(&["import", "desired-state"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let zitadel = read(&world, "zitadel.yaml");
+    assert!(
+        zitadel.contains("  - name: anna   # anna@example.com\n    status: inactive\n    accounts:\n      zitadel: \"9\"\n      atlan: { id: \"a-1\", status: active }\n"),
+        "{zitadel}"
+    );
+    assert!(read(&world, "atlan.yaml").contains("users: []\n"));
+}
