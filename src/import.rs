@@ -52,7 +52,8 @@ pub struct Source {
 /// files claim and the user names they use.
 #[derive(Debug, Default)]
 pub struct Existing {
-    claimed: HashSet<(String, String)>,
+    /// `(instance, key)` -> the user whose file claims it.
+    claimed: HashMap<(String, String), String>,
     names: HashSet<String>,
 }
 
@@ -65,17 +66,19 @@ impl Existing {
         for user in desired.users.iter().filter(|u| !replaced(u)) {
             existing.names.insert(user.name.clone());
             for account in &user.accounts {
-                existing
-                    .claimed
-                    .insert((account.instance.clone(), account.id.clone()));
+                existing.claimed.insert(
+                    (account.instance.clone(), account.id.clone()),
+                    user.name.clone(),
+                );
             }
         }
         existing
     }
 
-    /// Records that a file claims `id` at `instance`.
-    pub fn claim(&mut self, instance: &str, id: &str) {
-        self.claimed.insert((instance.to_string(), id.to_string()));
+    /// Records that the user `user` of some file claims `id` at `instance`.
+    pub fn claim(&mut self, instance: &str, id: &str, user: &str) {
+        self.claimed
+            .insert((instance.to_string(), id.to_string()), user.to_string());
     }
 
     /// Records that a file uses the user name `name`.
@@ -83,9 +86,11 @@ impl Existing {
         self.names.insert(name.to_string());
     }
 
-    fn claims(&self, instance: &str, key: &str) -> bool {
+    /// The user that claims `key` at `instance`, if one does.
+    fn claims(&self, instance: &str, key: &str) -> Option<&str> {
         self.claimed
-            .contains(&(instance.to_string(), key.to_string()))
+            .get(&(instance.to_string(), key.to_string()))
+            .map(String::as_str)
     }
 }
 
@@ -130,6 +135,9 @@ pub struct Summary {
     pub commented: Vec<Commented>,
     /// Accounts that share an email or login with another but were not joined.
     pub not_joined: usize,
+    /// Users written whose email or login is also on an account a file already holds:
+    /// perhaps a person the folder knows under another name.
+    pub known_elsewhere: usize,
     /// Instances that cannot list all their accounts, with the reason.
     pub cannot_list: Vec<(String, String)>,
 }
@@ -173,6 +181,12 @@ impl Summary {
             lines.push(format!(
                 "Not joined: {} account(s) share an email or login ambiguously; each is its own user, with a comment that says why.",
                 self.not_joined
+            ));
+        }
+        if self.known_elsewhere > 0 {
+            lines.push(format!(
+                "Maybe known already: {} user(s) share an email or login with a user of the folder; a comment above each names that user.",
+                self.known_elsewhere
             ));
         }
         for (instance, reason) in &self.cannot_list {
@@ -219,6 +233,8 @@ struct Person<'a> {
     name: String,
     /// The source whose file holds the user.
     home: usize,
+    /// A user of the folder with the same email or login, and which one matched.
+    known_as: Option<(String, String)>,
 }
 
 impl Person<'_> {
@@ -232,6 +248,8 @@ impl Person<'_> {
 pub fn build(sources: &[Source], existing: &Existing, join: Join) -> Import {
     let mut summary = Summary::default();
     let mut entries = Vec::new();
+    // The email or login of each claimed account, with the user that claims it.
+    let mut known: BTreeMap<String, String> = BTreeMap::new();
     for (index, source) in sources.iter().enumerate() {
         let accounts = match &source.inventory {
             Inventory::Listed(accounts) => accounts,
@@ -246,8 +264,12 @@ pub fn build(sources: &[Source], existing: &Existing, join: Join) -> Import {
         accounts.sort_by(|a, b| order(a).cmp(&order(b)));
         let holders = holders(&accounts);
         for account in accounts {
-            if keys(account).any(|key| existing.claims(&source.instance, key)) {
+            if let Some(user) = keys(account).find_map(|key| existing.claims(&source.instance, key))
+            {
                 *summary.claimed.entry(source.instance.clone()).or_default() += 1;
+                for key in join_keys(account, join) {
+                    known.entry(key).or_insert_with(|| user.to_string());
+                }
                 continue;
             }
             entries.push(Entry {
@@ -259,7 +281,14 @@ pub fn build(sources: &[Source], existing: &Existing, join: Join) -> Import {
         }
     }
     let groups = group(&mut entries, join);
-    let people = name(&entries, groups, existing);
+    let mut people = name(&entries, groups, existing);
+    for person in &mut people {
+        person.known_as = person.entries.iter().find_map(|e| {
+            join_keys(e.account, join)
+                .into_iter()
+                .find_map(|key| Some((known.get(&key)?.clone(), key)))
+        });
+    }
     let mut files = Vec::new();
     for (index, source) in sources.iter().enumerate() {
         if !matches!(source.inventory, Inventory::Listed(_)) {
@@ -273,6 +302,9 @@ pub fn build(sources: &[Source], existing: &Existing, join: Join) -> Import {
         let written = person.written().count();
         if written > 0 {
             summary.users += 1;
+            if person.known_as.is_some() {
+                summary.known_elsewhere += 1;
+            }
             summary.accounts += written;
             let mut instances: Vec<usize> = person.written().map(|e| e.source).collect();
             instances.dedup();
@@ -297,6 +329,18 @@ pub fn build(sources: &[Source], existing: &Existing, join: Join) -> Import {
         .commented
         .sort_by(|a, b| (&a.instance, &a.id).cmp(&(&b.instance, &b.id)));
     Import { files, summary }
+}
+
+/// The keys `join` would join an account by, as compared: its email and login
+/// (lower-case) for email joins, its login for login joins.
+fn join_keys(account: &HeldAccount, join: Join) -> Vec<String> {
+    let email = account.email.as_deref().map(str::to_lowercase);
+    let login = account.login.as_deref().map(str::to_lowercase);
+    match join {
+        Join::Email => email.into_iter().chain(login).collect(),
+        Join::Login => login.into_iter().collect(),
+        Join::None => Vec::new(),
+    }
 }
 
 /// A total order of one instance's accounts, so the output never depends on the order
@@ -508,6 +552,7 @@ fn name<'a>(
                     entries: people,
                     name: String::new(),
                     home,
+                    known_as: None,
                 },
             )
         })
@@ -665,6 +710,14 @@ fn write_notes(text: &mut String, person: &Person) {
     notes.dedup();
     for note in notes {
         let _ = writeln!(text, "  # {}", comment(note));
+    }
+    if let Some((user, key)) = &person.known_as {
+        let _ = writeln!(
+            text,
+            "  # '{}' is also on an account of the user '{}' that a file already holds: if this is the same person, move these accounts to that user",
+            comment(key),
+            comment(user)
+        );
     }
 }
 
@@ -1110,11 +1163,17 @@ mod tests {
         ];
         let people = "users:\n  - name: ann\n    status: active\n    accounts: { helpdesk: ann }\n";
         let mut existing = Existing::default();
-        existing.claim("helpdesk", "ann");
+        existing.claim("helpdesk", "ann", "ann");
         existing.name("ann");
         let import = build(&sources, &existing, Join::Email);
         let state = users(&load(&import, &[("people.yaml", people)]));
         assert_eq!(state["ann-2"], [account("atlan", "a-1", "active")]);
+        assert!(
+            import.files[0].text.contains("  # 'ann@example.com' is also on an account of the user 'ann' that a file already holds: if this is the same person, move these accounts to that user\n  - name: ann-2   # ann@example.com\n"),
+            "{}",
+            import.files[0].text
+        );
+        assert_eq!(import.summary.known_elsewhere, 1);
         assert_eq!(state["bo"], [account("helpdesk", "h-2", "risky")]);
         assert_eq!(
             import.summary.claimed,
