@@ -537,3 +537,67 @@ mod tests {
         hostile::assert_clear(&error);
     }
 }
+
+#[cfg(test)]
+mod against_the_simulator {
+    use super::*;
+    use crate::desired::{AuthConfig, InstanceConfig, Location, SecretSource};
+    use crate::provider::http::NoObserver;
+    use crate::provider::ResolvedAuth;
+    use crate::secret::Secret;
+    use crate::simulator::{ScimStyle, SimConfig, SimKind, SimUser, Simulator};
+    use std::time::Duration;
+
+    async fn adapter(users: Vec<SimUser>, page_size_max: usize) -> (Simulator, Arc<dyn Provider>) {
+        let mut config = SimConfig::new(SimKind::Scim, users);
+        config.page_size_max = page_size_max;
+        config.scim = ScimStyle {
+            string_active: 0.5,
+            absent_active: 0.5,
+            patch_no_content: false,
+        };
+        let sim = Simulator::start(config.clone()).await.expect("simulator");
+        let instance = InstanceConfig {
+            name: "slack".into(),
+            kind: &KIND.spec,
+            base_url: url::Url::parse(&sim.base_url()).expect("url"),
+            auth: AuthConfig::Bearer(SecretSource::Env("UNUSED".into())),
+            max_concurrency: 2,
+            requests_per_second: None,
+            timeout: Duration::from_secs(5),
+            max_changes: 25,
+            settings: Default::default(),
+            ca_file: None,
+            location: Location::default(),
+        };
+        let provider = connect(Connect {
+            instance: &instance,
+            auth: ResolvedAuth::Bearer(Secret::new(config.token.clone())),
+            observer: Arc::new(NoObserver),
+        })
+        .map_err(|e| e.to_string())
+        .expect("connect");
+        (sim, provider)
+    }
+
+    /// The inventory lists every user across capped pages, with `userName` as login and
+    /// alias and the primary email, whatever shape `active` is served in.
+    #[tokio::test]
+    async fn the_inventory_lists_everyone_with_login_and_primary_email() {
+        let users = SimUser::generate(SimKind::Scim, 23, 4);
+        let (sim, provider) = adapter(users.clone(), 5).await;
+        let Inventory::Listed(held) = provider.inventory().await.expect("inventory") else {
+            panic!("a SCIM instance can list its accounts");
+        };
+        assert_eq!(sim.read_count(), 5, "23 users at 5 a page");
+        assert_eq!(held.len(), users.len());
+        for (account, user) in held.iter().zip(&users) {
+            assert_eq!(account.id, user.id);
+            assert_eq!(account.login.as_deref(), Some(user.name.as_str()));
+            assert_eq!(account.aliases, [user.name.clone()]);
+            assert_eq!(account.email.as_deref(), Some(user.name.as_str()));
+            assert_eq!(account.live.status.as_str(), user.status);
+        }
+        assert!(held.iter().any(|a| a.live.status == Status::inactive()));
+    }
+}
