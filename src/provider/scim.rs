@@ -594,7 +594,7 @@ mod against_the_simulator {
         for (account, user) in held.iter().zip(&users) {
             assert_eq!(account.id, user.id);
             assert_eq!(account.login.as_deref(), Some(user.name.as_str()));
-            assert_eq!(account.aliases, [user.name.clone()]);
+            assert_eq!(account.aliases, std::slice::from_ref(&user.name));
             assert_eq!(account.email.as_deref(), Some(user.name.as_str()));
             assert_eq!(account.live.status.as_str(), user.status);
         }
