@@ -40,6 +40,8 @@ struct KindCase {
     headers: &'static [(&'static str, &'static str)],
     /// A query parameter every API request carries.
     query: Option<(&'static str, &'static str)>,
+    /// The `Accept` header every request carries.
+    accept: &'static str,
     /// The `Content-Type` of a request with a body.
     content_type: &'static str,
     /// The `i`th account id in this API's shape.
@@ -58,6 +60,7 @@ const CASES: [KindCase; 6] = [
         body: |to, _, _| json!({ "enabled": to == "active" }),
         headers: &[],
         query: None,
+        accept: "application/json",
         content_type: "application/json",
         id: uuid,
     },
@@ -71,6 +74,7 @@ const CASES: [KindCase; 6] = [
         body: |_, _, _| json!({}),
         headers: &[],
         query: Some(("organization.orgId", ORG)),
+        accept: "application/json",
         content_type: "application/json",
         id: |i| (269_629_012_906_488_334_u64 + i as u64).to_string(),
     },
@@ -81,6 +85,7 @@ const CASES: [KindCase; 6] = [
         body: |to, _, version| json!({ "enabled": to == "active", "version": version }),
         headers: &[],
         query: None,
+        accept: "application/json",
         content_type: "application/json",
         id: uuid,
     },
@@ -94,6 +99,7 @@ const CASES: [KindCase; 6] = [
         },
         headers: &[("x-api-version", API_VERSION)],
         query: None,
+        accept: "application/json",
         content_type: "application/json",
         id: uuid,
     },
@@ -104,6 +110,7 @@ const CASES: [KindCase; 6] = [
         body: |to, _, _| json!({ "active": to == "active" }),
         headers: &[("x-tenant-id", TENANT)],
         query: None,
+        accept: "application/json",
         content_type: "application/json",
         id: uuid,
     },
@@ -119,6 +126,7 @@ const CASES: [KindCase; 6] = [
         },
         headers: &[],
         query: None,
+        accept: "application/scim+json, application/json",
         content_type: "application/scim+json",
         id: uuid,
     },
@@ -168,7 +176,7 @@ impl KindCase {
         let what = format!("{}: {} {}", self.name(), r.method, r.path);
         let header = |name: &str| r.headers.get(name).map(String::as_str);
         assert_eq!(header("authorization"), Some("Bearer ***"), "{what}");
-        assert_eq!(header("accept"), Some("application/json"), "{what}");
+        assert_eq!(header("accept"), Some(self.accept), "{what}");
         assert!(
             header("user-agent").is_some_and(|ua| ua.starts_with("roster/")),
             "{what}"

@@ -15,7 +15,7 @@ use super::{
 use crate::model::AccountObservation;
 use crate::status::Status;
 use async_trait::async_trait;
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT};
 use reqwest::Method;
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
@@ -54,7 +54,11 @@ fn connect(cx: Connect) -> Result<Arc<dyn Provider>, ConnectError> {
         })?,
     };
     let token = BearerToken(cx.auth.bearer_ref(name)?);
-    let http = cx.http(Arc::new(token), HeaderMap::new(), Vec::new())?;
+    // RFC 7644 requires servers to accept `application/scim+json`, not `application/json`;
+    // the shared layer adds `application/json` after it, for the servers that want that.
+    let mut headers = HeaderMap::new();
+    headers.insert(ACCEPT, HeaderValue::from_static(SCIM_JSON));
+    let http = cx.http(Arc::new(token), headers, Vec::new())?;
     Ok(Arc::new(Scim {
         http,
         page_size,
