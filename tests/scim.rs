@@ -436,33 +436,45 @@ async fn a_429_with_retry_after_is_waited_out_and_retried() {
     assert_eq!(status_of(&world, "a").as_deref(), Some("inactive"));
 }
 
-/// An account named by `userName` (in any case, as SCIM user names are case-insensitive)
-/// is found in the listing and written at `/Users/{id}`; a name that is one user's id
-/// and another's `userName` is ambiguous: an error entry, never a write.
+/// An account named by `userName` is found in the listing and written at `/Users/{id}`.
+/// A name that is one user's id and another's `userName` is ambiguous, and a `userName`
+/// in another case than the server lists is not found: error entries, never a write (so
+/// two spellings in the folder can never steer one account).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_named_by_user_name_is_written_by_id() {
     let id = "2819c223-7f76-453a-919d-413861904646";
     let users = vec![
         scim_user(id, "bjensen@example.com", "active"),
         scim_user("kim", "kim.lee@example.com", "active"),
-        scim_user("u-3", "KIM", "active"),
+        scim_user("u-3", "kim", "active"),
     ];
-    let accounts = [("BJensen@Example.com", "inactive"), ("kim", "inactive")];
+    let accounts = [
+        ("bjensen@example.com", "inactive"),
+        ("kim", "inactive"),
+        ("Kim.Lee@Example.com", "inactive"),
+    ];
     let world = world(users, ScimStyle::default(), |_| {}, "", &accounts).await;
 
     let (run, plan) = json_run(&world, "plan").await;
     assert_eq!(run.code, 1, "the ambiguous account is an error: {run:?}");
     assert_eq!(
         plan["changes"],
-        json!([{"provider": "slack", "user": "p0", "account_id": "BJensen@Example.com", "from": "active", "to": "inactive"}])
+        json!([{"provider": "slack", "user": "p0", "account_id": "bjensen@example.com", "from": "active", "to": "inactive"}])
     );
     let errors = plan["errors"].as_array().expect("errors");
-    assert_eq!(errors.len(), 1, "{plan}");
+    assert_eq!(errors.len(), 2, "{plan}");
     assert_eq!(errors[0]["account_id"], "kim");
     let message = errors[0]["message"].as_str().unwrap_or("");
     assert!(
         message.contains("ambiguous") && message.contains("the userName of user u-3"),
         "{message}"
+    );
+    assert_eq!(
+        (&errors[1]["account_id"], &errors[1]["message"]),
+        (
+            &json!("Kim.Lee@Example.com"),
+            &json!("account not found at the provider (404)")
+        )
     );
 
     let (run, report) = json_run(&world, "apply").await;
@@ -484,6 +496,32 @@ async fn an_account_named_by_user_name_is_written_by_id() {
     assert_eq!(status_of(&world, id).as_deref(), Some("inactive"));
     assert_eq!(status_of(&world, "kim").as_deref(), Some("active"));
     assert_eq!(status_of(&world, "u-3").as_deref(), Some("active"));
+}
+
+/// `roster status --unmanaged` lists the SCIM accounts no file claims, by `id` or by
+/// `userName`, with the `userName` as login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_unmanaged_lists_unclaimed_scim_accounts() {
+    let users = vec![
+        scim_user("a", "ann@example.com", "active"),
+        scim_user("b", "bob@example.com", "inactive"),
+        scim_user("c", "cy@example.com", "inactive"),
+    ];
+    let tweak = |config: &mut SimConfig| config.page_size_max = 2;
+    let accounts = [("a", "active"), ("bob@example.com", "inactive")];
+    let world = world(users, ScimStyle::default(), tweak, "", &accounts).await;
+
+    let run = world
+        .roster(&["status", "--unmanaged", "--format", "json", "desired-state"])
+        .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let doc = run.json();
+    assert_eq!(
+        doc["unmanaged"],
+        json!([{"provider": "slack", "account_id": "c", "login": "cy@example.com", "live": "inactive"}]),
+        "{doc}"
+    );
+    assert_eq!(sim(&world).write_count(), 0);
 }
 
 /// `roster simulate --kind scim` serves the SCIM API on loopback.

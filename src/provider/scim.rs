@@ -253,41 +253,25 @@ fn parse_page(instance: &str, body: &[u8]) -> Result<(Vec<User>, u64), ProviderE
     Ok((page.resources.unwrap_or_default(), page.total_results))
 }
 
-/// Every key a listed user may be named by, with the `id` each stands for: its `id`
-/// (exact, as ids are case-exact), and its `userName` under every spelling in `accounts`
-/// that equals it ignoring case (RFC 7643 makes `userName` case-insensitive). A key two
-/// users share is then ambiguous (see [`Observation::of_listed`]).
-fn listed<'a>(
-    accounts: &'a [String],
-    users: &'a [User],
-) -> impl Iterator<Item = (Listed, &'a str)> + 'a {
-    let mut spellings: HashMap<String, Vec<&'a str>> = HashMap::new();
-    for account in accounts {
-        spellings
-            .entry(account.to_lowercase())
-            .or_default()
-            .push(account);
-    }
-    users.iter().enumerate().flat_map(move |(record, user)| {
+/// Every key a listed user may be named by, with the `id` each stands for: its `id`, and
+/// its `userName` when it has one, both exactly as listed. (A server compares user names
+/// ignoring case, but the folder's rule that an account is claimed once compares them
+/// exactly: matching `Bob` and `bob` to one user would let two entries steer it.) A key
+/// two users share is ambiguous (see [`Observation::of_listed`]).
+fn listed(users: &[User]) -> impl Iterator<Item = (Listed, &str)> {
+    users.iter().enumerate().flat_map(|(record, user)| {
         let account = ObservedAccount::new(user.status());
         let label = format!("user {}", user.id);
-        let by_name: Vec<(Listed, &'a str)> = user
-            .user_name
-            .as_deref()
-            .and_then(|name| spellings.get(&name.to_lowercase()))
-            .into_iter()
-            .flatten()
-            .map(|spelling| {
-                let entry = Listed {
-                    key: spelling.to_string(),
-                    record,
-                    label: label.clone(),
-                    field: "userName",
-                    account: account.clone(),
-                };
-                (entry, user.id.as_str())
-            })
-            .collect();
+        let by_name = user.user_name.as_ref().map(|name| {
+            let entry = Listed {
+                key: name.clone(),
+                record,
+                label: label.clone(),
+                field: "userName",
+                account: account.clone(),
+            };
+            (entry, user.id.as_str())
+        });
         let by_id = Listed {
             key: user.id.clone(),
             record,
@@ -306,7 +290,7 @@ impl Provider for Scim {
         let mut ids: HashMap<String, &str> = HashMap::new();
         let observation = Observation::of_listed(
             accounts,
-            listed(accounts, &users).map(|(entry, id)| {
+            listed(&users).map(|(entry, id)| {
                 ids.insert(entry.key.clone(), id);
                 entry
             }),
@@ -466,13 +450,13 @@ mod tests {
     fn observe(accounts: &[&str], body: Value) -> Observation {
         let accounts: Vec<String> = accounts.iter().map(|a| a.to_string()).collect();
         let page = users(body);
-        Observation::of_listed(&accounts, listed(&accounts, &page).map(|(entry, _)| entry))
+        Observation::of_listed(&accounts, listed(&page).map(|(entry, _)| entry))
     }
 
     #[test]
-    fn accounts_are_found_by_id_or_by_user_name_ignoring_case() {
+    fn accounts_are_found_by_id_or_by_exact_user_name() {
         let observation = observe(
-            &["u1", "Bob@Example.com", "ghost"],
+            &["u1", "bob@example.com", "Ann@Example.com", "ghost"],
             json!({"totalResults": 2, "Resources": [
                 {"id": "u1", "userName": "ann@example.com", "active": true},
                 {"id": "u2", "userName": "bob@example.com", "active": "False"},
@@ -483,7 +467,8 @@ mod tests {
             _ => None,
         };
         assert_eq!(status("u1").as_deref(), Some("active"));
-        assert_eq!(status("Bob@Example.com").as_deref(), Some("inactive"));
+        assert_eq!(status("bob@example.com").as_deref(), Some("inactive"));
+        assert!(!observation.accounts.contains_key("Ann@Example.com"));
         assert!(!observation.accounts.contains_key("ghost"));
     }
 
@@ -493,7 +478,7 @@ mod tests {
             &["bob"],
             json!({"totalResults": 2, "Resources": [
                 {"id": "bob", "userName": "robert", "active": true},
-                {"id": "u2", "userName": "BOB", "active": false},
+                {"id": "u2", "userName": "bob", "active": false},
             ]}),
         );
         let Some(AccountObservation::Failed(message)) = observation.accounts.get("bob") else {
@@ -516,8 +501,8 @@ mod tests {
             let body = serde_json::to_vec(&page).unwrap();
             match parse_page("x", &body) {
                 Ok((users, _total)) => {
-                    let wanted = vec!["bob".to_string(), "u1".to_string(), "ANN".to_string()];
-                    let _ = Observation::of_listed(&wanted, listed(&wanted, &users).map(|(e, _)| e));
+                    let wanted = vec!["bob".to_string(), "u1".to_string(), "ann".to_string()];
+                    let _ = Observation::of_listed(&wanted, listed(&users).map(|(e, _)| e));
                     let _: Vec<Option<String>> = users.iter().map(User::email).collect();
                 }
                 Err(e) => hostile::assert_clear(&e),
