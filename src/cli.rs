@@ -145,7 +145,7 @@ pub struct CompletionsArgs {
 
 #[derive(Args, Debug)]
 pub struct SimulateArgs {
-    /// Provider kind: atlan, zitadel, acronis, status-api or suspend-api.
+    /// Provider kind: atlan, zitadel, acronis, status-api, suspend-api or scim.
     #[arg(long)]
     pub kind: String,
     /// Generate this many users (ignored with --fixture).
