@@ -19,12 +19,14 @@ use super::workloads::{w2_spec, W2_SEED};
 use super::world::{Instance, World};
 use super::Ctx;
 
-const B1_TITLE: &str = "sequential script (Python http.client, keep-alive, one GET per account)";
-const B2_TITLE: &str = "Ansible uri loop";
+pub const B1_TITLE: &str = "sequential script (Python http.client, keep-alive)";
+pub const B2_TITLE: &str = "Ansible uri loop";
 const B1_SCRIPT: &str = include_str!("b1_script.py");
 
-/// The ratio the issue asks of Roster against B1.
+/// The ratio the issue asks of Roster against B1 ...
 const B1_TARGET: f64 = 200.0;
+/// ... at this many accounts per instance.
+const B1_TARGET_ACCOUNTS: usize = 10_000;
 
 fn python() -> Option<PathBuf> {
     let out = Command::new("python3").arg("--version").output().ok()?;
@@ -168,7 +170,7 @@ pub async fn b1(
         .zip(&world.instances)
         .all(|(p, i)| p.len() == i.users.len());
     world.shutdown().await;
-    let (status, wall, note) = if full {
+    let (status, wall, mut note) = if full {
         (
             BaselineStatus::Ran,
             measured,
@@ -184,6 +186,13 @@ pub async fn b1(
             ),
         )
     };
+    // The issue sets the target at this size; smaller worlds are dominated by start-up.
+    let target_ratio = (accounts >= B1_TARGET_ACCOUNTS).then_some(B1_TARGET);
+    if target_ratio.is_none() {
+        note.push_str(&format!(
+            "; the ≥ {B1_TARGET:.0}× target applies at {B1_TARGET_ACCOUNTS} accounts per instance (the full run)"
+        ));
+    }
     Ok(Baseline {
         id: "B1".into(),
         title: B1_TITLE.into(),
@@ -193,7 +202,7 @@ pub async fn b1(
         note: Some(note),
         roster_wall_s: Some(roster_wall.as_secs_f64()),
         ratio: Some(wall / roster_wall.as_secs_f64()),
-        target_ratio: Some(B1_TARGET),
+        target_ratio,
     })
 }
 

@@ -179,7 +179,9 @@ impl Baseline {
 pub fn show(unit: Unit, v: f64) -> String {
     match unit {
         Unit::Seconds if v < 1.0 => format!("{:.0} ms", v * 1000.0),
-        Unit::Seconds => format!("{v:.2} s"),
+        Unit::Seconds if v < 120.0 => format!("{v:.2} s"),
+        Unit::Seconds if v < 7200.0 => format!("{:.1} min", v / 60.0),
+        Unit::Seconds => format!("{:.1} h", v / 3600.0),
         Unit::Megabytes => format!("{v:.1} MB"),
         Unit::Requests | Unit::Writes => thousands(v.round() as u64),
         Unit::Percent => format!("{v:.2} %"),

@@ -308,12 +308,16 @@ pub fn opposite(status: &str) -> &'static str {
     }
 }
 
-/// Desired statuses: the live one, except for `share` of the non-privileged accounts, which
-/// get the opposite (a privileged account cannot be deactivated, so drift there would be
-/// blocked rather than written).
+/// Desired statuses: the live one, except for `share` (at least one) of the non-privileged
+/// accounts, which get the opposite (a privileged account cannot be deactivated, so drift
+/// there would be blocked rather than written).
 fn drifted_statuses(users: &[SimUser], share: f64, rng: &mut StdRng) -> Vec<String> {
     let mut desired: Vec<String> = users.iter().map(|u| u.status.clone()).collect();
-    let want = (users.len() as f64 * share).round() as usize;
+    // A world with drift has at least one drifted account, however small.
+    let want = match (users.len() as f64 * share).round() as usize {
+        0 if share > 0.0 => 1,
+        n => n,
+    };
     let candidates: Vec<usize> = (0..users.len())
         .filter(|&i| {
             !users[i].privileged && matches!(users[i].status.as_str(), "active" | "inactive")
