@@ -217,7 +217,11 @@ fn machine() -> Machine {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|k| k.trim().to_string())
         .unwrap_or_default();
+    let load_average = std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
     Machine {
+        load_average,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         cpu_model,
         memory_mb,

@@ -28,6 +28,8 @@ pub struct Machine {
     pub cpu_model: String,
     pub memory_mb: u64,
     pub kernel: String,
+    /// `/proc/loadavg` when the run started: other work on the machine skews wall times.
+    pub load_average: String,
 }
 
 /// One workload: what ran, and its figures.
@@ -332,6 +334,7 @@ mod tests {
                 cpu_model: "x".into(),
                 memory_mb: 1,
                 kernel: "k".into(),
+                load_average: "0.1".into(),
             },
             roster: "roster".into(),
             workloads: vec![Workload {
