@@ -105,6 +105,14 @@ fn quick_run_reports_every_workload_with_numbers() {
         ),
         "{table}"
     );
+    // The table can be printed again from the JSON alone.
+    let again = Command::new(env!("CARGO_BIN_EXE_roster-bench"))
+        .arg("--render")
+        .arg(&json)
+        .output()
+        .expect("run roster-bench --render");
+    assert!(again.status.success());
+    assert_eq!(String::from_utf8_lossy(&again.stdout), table);
 }
 
 #[test]

@@ -64,6 +64,10 @@ pub struct Options {
     /// B2 on this many status-api accounts, extrapolated [default: 200; 20 with --quick].
     #[arg(long, value_name = "N")]
     pub b2_sample: Option<usize>,
+    /// Measure nothing: print the table of a JSON document an earlier run wrote (with
+    /// --markdown for docs/benchmarks.md).
+    #[arg(long, value_name = "PATH")]
+    pub render: Option<PathBuf>,
     /// Keep the scratch folders (worlds, outputs of every child) instead of deleting them.
     #[arg(long)]
     pub keep: bool,
@@ -231,6 +235,13 @@ fn machine() -> Machine {
 
 /// Runs the selected measurements and writes the report. Returns what to print.
 pub async fn run(opts: Options) -> anyhow::Result<String> {
+    if let Some(path) = &opts.render {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let report: Report = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a roster-bench report", path.display()))?;
+        return Ok(render(&report, opts.markdown));
+    }
     let (exe_dir, target_dir) = exe_dirs()?;
     let roster = match &opts.roster {
         Some(p) => p.clone(),
@@ -351,9 +362,13 @@ pub async fn run(opts: Options) -> anyhow::Result<String> {
         let kept = scratch.keep();
         eprintln!("kept the scratch folders in {}", kept.display());
     }
-    Ok(if opts.markdown {
-        report::markdown(&report)
+    Ok(render(&report, opts.markdown))
+}
+
+fn render(report: &Report, markdown: bool) -> String {
+    if markdown {
+        report::markdown(report)
     } else {
-        report::text(&report)
-    })
+        report::text(report)
+    }
 }

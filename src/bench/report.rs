@@ -4,10 +4,10 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The whole run: written to `--json PATH`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
     pub format_version: u32,
     /// `quick` or `full`.
@@ -22,7 +22,7 @@ pub struct Report {
 }
 
 /// Where the numbers were taken.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Machine {
     pub cpus: usize,
     pub cpu_model: String,
@@ -33,7 +33,7 @@ pub struct Machine {
 }
 
 /// One workload: what ran, and its figures.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Workload {
     /// `W1` ... `W4` (W4 gets a size suffix, e.g. `W4-10000`).
     pub id: String,
@@ -44,7 +44,7 @@ pub struct Workload {
 }
 
 /// What a figure is compared against.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BoundKind {
     /// No client could do better (requests needed, latency arithmetic).
@@ -66,7 +66,7 @@ impl BoundKind {
 }
 
 /// The unit of a figure, which also decides how it is printed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Unit {
     #[serde(rename = "s")]
     Seconds,
@@ -81,7 +81,7 @@ pub enum Unit {
 }
 
 /// One measured figure, its comparison and the ratio measured / compared.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Metric {
     pub name: String,
     pub unit: Unit,
@@ -130,7 +130,7 @@ impl Metric {
 }
 
 /// Whether a baseline ran.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum BaselineStatus {
     /// Ran on the whole workload.
@@ -142,7 +142,7 @@ pub enum BaselineStatus {
 }
 
 /// A baseline: the same job done the way people do it without Roster.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Baseline {
     pub id: String,
     pub title: String,
