@@ -311,7 +311,7 @@ pub fn markdown(report: &Report) -> String {
     }
     out.push('\n');
     for b in &report.baselines {
-        let _ = writeln!(out, "- {}", baseline_line(b).replace("\n    ", " "));
+        let _ = writeln!(out, "- {}", baseline_line(b).replace("\n    ", " — "));
     }
     out.push('\n');
     for w in &report.workloads {
