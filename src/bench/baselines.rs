@@ -388,7 +388,7 @@ pub async fn b2(
         reason: None,
         wall_s: Some(wall),
         note: Some(format!(
-            "extrapolated: ran on {} status-api accounts ({reads} GETs, {writes} PATCHes) in {measured:.1} s; the same playbook with no accounts took {start_up:.1} s (start-up); {start_up:.1} s + {:.1} ms per account × the {total_accounts} accounts of W2",
+            "extrapolated: ran on {} status-api accounts ({reads} GET and {writes} PATCH requests) in {measured:.1} s; the same playbook with no accounts took {start_up:.1} s (start-up); {start_up:.1} s + {:.1} ms per account × the {total_accounts} accounts of W2",
             picked.len(),
             per_account * 1000.0
         )),
