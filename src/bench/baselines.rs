@@ -378,7 +378,7 @@ pub async fn b2(
     }
     let measured = run.wall.as_secs_f64();
     let start_up = fixed.wall.as_secs_f64();
-    let total_accounts = accounts * SimKind::ALL.len();
+    let total_accounts = accounts * super::world::KINDS.len();
     let per_account = (measured - start_up).max(0.0) / picked.len().max(1) as f64;
     let wall = start_up + per_account * total_accounts as f64;
     Ok(Baseline {

@@ -52,7 +52,7 @@ fn tail(text: &str, max: usize) -> &str {
 pub async fn w1(ctx: &Ctx, accounts: usize) -> anyhow::Result<Workload> {
     let dir = ctx.scratch("w1")?;
     let spec = WorldSpec {
-        kinds: SimKind::ALL.to_vec(),
+        kinds: super::world::KINDS.to_vec(),
         accounts,
         drift: 0.0,
         latency: Duration::ZERO,
@@ -117,7 +117,7 @@ pub struct W2 {
 /// The W2 world: 5 instances, 1 % drift, 20 ms a request, `max_concurrency: 8`.
 pub fn w2_spec(accounts: usize) -> WorldSpec {
     WorldSpec {
-        kinds: SimKind::ALL.to_vec(),
+        kinds: super::world::KINDS.to_vec(),
         accounts,
         drift: 0.01,
         latency: Duration::from_millis(20),
@@ -244,7 +244,7 @@ fn write_validate_folder(folder: &Path, users: usize, files: usize) -> anyhow::R
     let people = folder.join("people");
     std::fs::create_dir_all(&people).with_context(|| format!("creating {}", people.display()))?;
     let mut providers = String::from("providers:\n");
-    for (n, kind) in SimKind::ALL.iter().enumerate() {
+    for (n, kind) in super::world::KINDS.iter().enumerate() {
         let _ = writeln!(
             providers,
             "  {}:\n    kind: {}\n    base_url: http://127.0.0.1:{}\n    auth: {{ bearer_token_env: BENCH_TOKEN_{n} }}",
@@ -271,8 +271,8 @@ fn write_validate_folder(folder: &Path, users: usize, files: usize) -> anyhow::R
         let mut yaml = String::from("users:\n");
         for i in start..(start + per_file).min(users) {
             let status = if i % 10 == 0 { "inactive" } else { "active" };
-            let a = SimKind::ALL[i % 5];
-            let b = SimKind::ALL[(i + 1) % 5];
+            let a = super::world::KINDS[i % 5];
+            let b = super::world::KINDS[(i + 1) % 5];
             let _ = write!(
                 yaml,
                 "  - name: person{i:06}\n    status: {status}\n    reason: \"HR-{i}\"\n    accounts:\n      {}: \"{}\"\n      {}: {{ id: \"{}\", status: active }}\n",
@@ -314,7 +314,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 pub async fn w4(ctx: &Ctx, spec: &W4Spec) -> anyhow::Result<Workload> {
     let dir = ctx.scratch(&format!("w4-{}", spec.accounts))?;
     let world_spec = WorldSpec {
-        kinds: SimKind::ALL[..spec.instances.clamp(1, 5)].to_vec(),
+        kinds: super::world::KINDS[..spec.instances.clamp(1, 5)].to_vec(),
         accounts: spec.accounts,
         drift: 0.0,
         latency: Duration::ZERO,

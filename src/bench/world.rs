@@ -69,9 +69,23 @@ pub struct World {
 pub fn page_size(kind: SimKind) -> usize {
     match kind {
         SimKind::Zitadel => 1000,
-        SimKind::StatusApi | SimKind::SuspendApi | SimKind::Atlan | SimKind::Acronis => 100,
+        SimKind::StatusApi
+        | SimKind::SuspendApi
+        | SimKind::Atlan
+        | SimKind::Acronis
+        | SimKind::Scim => 100,
     }
 }
+
+/// The kinds the workloads run, one instance each: the five the targets were set for
+/// ("5 × 20,000 accounts"), so figures stay comparable as kinds are added.
+pub const KINDS: [SimKind; 5] = [
+    SimKind::Atlan,
+    SimKind::Zitadel,
+    SimKind::Acronis,
+    SimKind::StatusApi,
+    SimKind::SuspendApi,
+];
 
 /// The fewest requests one pass can read `accounts` accounts with (the simulator holds exactly
 /// the folder's accounts): pages at the kind's page size; Acronis batches of 100 ids plus its
