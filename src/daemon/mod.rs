@@ -11,6 +11,7 @@ pub mod instance;
 pub mod metrics;
 pub mod pass;
 pub mod server;
+pub mod targeted;
 pub mod watch;
 
 use crate::audit::{self, AuditError, AuditLog};
