@@ -429,3 +429,59 @@ async fn status_api_lists_on_a_one_user_edit() {
         0.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failed_write_the_next_folder_change_reads_everything() {
+    use roster::simulator::{FaultAction, FaultTarget, Faults};
+    let users = people("f", 500);
+    let world = world_with(SimKind::Zitadel, "app", &users, "").await;
+    let sim = &world.sims["app"];
+    let daemon = start(&world, "1h").await;
+    // Every write fails: the targeted pass for the first edit ends in an error.
+    sim.set_faults(Faults::always(
+        FaultTarget::Writes,
+        FaultAction::Status {
+            code: 422,
+            retry_after: None,
+        },
+    ));
+    let mut edits = vec![(users[1].id.as_str(), "inactive")];
+    write_people(&world, "app", &users, &edits);
+    eventually("the failed pass", Duration::from_secs(10), || async {
+        daemon
+            .metric_sum(
+                "roster_passes_total",
+                &[r#"reason="folder_changed""#, r#"result="error""#],
+            )
+            .await
+            == 1.0
+    })
+    .await;
+    assert_eq!(
+        daemon
+            .metric(r#"roster_targeted_passes_total{instance="app"}"#)
+            .await,
+        Some(1.0)
+    );
+    // The next edit must not leave the failed write to a targeted pass that skips it:
+    // a full pass reads everything and makes both writes.
+    sim.set_faults(Faults::default());
+    sim.clear_requests();
+    edits.push((users[2].id.as_str(), "inactive"));
+    write_people(&world, "app", &users, &edits);
+    eventually("both writes", Duration::from_secs(10), || async {
+        sim.user(&users[1].id).map(|u| u.status) == Some("inactive".into())
+            && sim.user(&users[2].id).map(|u| u.status) == Some("inactive".into())
+    })
+    .await;
+    assert!(sim
+        .requests()
+        .iter()
+        .any(|r| is_listing(SimKind::Zitadel, r)));
+    assert_eq!(
+        daemon
+            .metric(r#"roster_targeted_passes_total{instance="app"}"#)
+            .await,
+        Some(1.0)
+    );
+}
