@@ -159,7 +159,11 @@ fn measured_binary() -> String {
 /// p50/p95, how much of it the folder reload took (the daemon's `load_ms`), and the
 /// daemon's idle CPU and memory at that size.
 async fn one_user_edits_at_scale(kind: SimKind, accounts: usize) {
-    const EDITS: usize = 20;
+    // `ROSTER_MEASURE_EDITS=5` shortens a run of a slow (older) build.
+    let edits: usize = std::env::var("ROSTER_MEASURE_EDITS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
     const PER_FILE: usize = 1000;
     let users: Vec<SimUser> = (0..accounts)
         .map(|i| SimUser {
@@ -226,7 +230,7 @@ async fn one_user_edits_at_scale(kind: SimKind, accounts: usize) {
     let finished = || daemon.log_lines(&["pass finished"]).len();
     let mut samples = Vec::new();
     let mut reads = Vec::new();
-    for edit in 0..EDITS {
+    for edit in 0..edits {
         let index = (edit * 7919 + 13) % accounts;
         statuses[index] = if statuses[index] == "active" {
             "inactive"
@@ -265,7 +269,7 @@ async fn one_user_edits_at_scale(kind: SimKind, accounts: usize) {
         .collect();
     samples.sort();
     println!(
-        "{label}: reaction over {EDITS} one-user edits: p50 {:?}, p95 {:?}, max {:?}; reads per edit {:?}",
+        "{label}: reaction over {edits} one-user edits: p50 {:?}, p95 {:?}, max {:?}; reads per edit {:?}",
         percentile(&samples, 0.50),
         percentile(&samples, 0.95),
         samples[samples.len() - 1],
