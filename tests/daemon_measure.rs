@@ -1,5 +1,6 @@
 //! Measurements of `roster run`, printed, never asserted (timings depend on the machine).
 //! Run with: `cargo test --release --test daemon_measure -- --ignored --nocapture --test-threads 1`
+//! (`ROSTER_MEASURE_BIN=path/to/roster` measures another build of the binary, to compare).
 
 mod common;
 
@@ -144,4 +145,179 @@ async fn idle_cpu_and_memory_with_ten_thousand_accounts_in_sync() {
         "requests made by the daemon: {}",
         daemon.metric_sum("roster_http_requests_total", &[]).await
     );
+}
+
+/// The binary to measure: `ROSTER_MEASURE_BIN` when set (an older build, to compare
+/// before and after a change), else the one this test suite was built with.
+fn measured_binary() -> String {
+    std::env::var("ROSTER_MEASURE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_roster").into())
+}
+
+/// `accounts` active users at one instance of `kind` (a simulator answering every API
+/// request 20 ms late), the folder mirroring them in files of 1,000; then 20 edits of
+/// one user each, timed from the saved file to the provider's write. Prints reaction
+/// p50/p95, how much of it the folder reload took (the daemon's `load_ms`), and the
+/// daemon's idle CPU and memory at that size.
+async fn one_user_edits_at_scale(kind: SimKind, accounts: usize) {
+    // `ROSTER_MEASURE_EDITS=5` shortens a run of a slow (older) build.
+    let edits: usize = std::env::var("ROSTER_MEASURE_EDITS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
+    const PER_FILE: usize = 1000;
+    let users: Vec<SimUser> = (0..accounts)
+        .map(|i| SimUser {
+            id: format!("u{i:06}"),
+            name: format!("person{i:06}"),
+            status: "active".into(),
+            privileged: false,
+            version: 1,
+        })
+        .collect();
+    let mut config = SimConfig::new(kind, users.clone());
+    config.faults =
+        serde_json::from_value(serde_json::json!({"latency_ms": 20, "rules": []})).expect("faults");
+    let sim = Simulator::start(config.clone())
+        .await
+        .expect("start simulator");
+    let ws = Workspace::new();
+    let mut providers = format!(
+        "providers:\n  app:\n    kind: {}\n    base_url: {}\n    auth: {{ bearer_token_env: {TOKEN_ENV} }}\n",
+        kind.name(),
+        sim.base_url()
+    );
+    if kind == SimKind::SuspendApi {
+        providers.push_str(&format!("    tenant_id: {}\n", config.tenant_id));
+    }
+    ws.write("desired-state/providers.yaml", &providers);
+    let mut statuses: Vec<&str> = vec!["active"; accounts];
+    let file_text = |file: usize, statuses: &[&str]| {
+        let mut yaml = String::from("users:\n");
+        let end = ((file + 1) * PER_FILE).min(accounts);
+        for (i, status) in statuses.iter().enumerate().take(end).skip(file * PER_FILE) {
+            yaml.push_str(&format!(
+                "  - name: person{i:06}\n    status: {status}\n    accounts: {{ app: u{i:06} }}\n"
+            ));
+        }
+        yaml
+    };
+    let mut files = Vec::new();
+    for file in 0..accounts.div_ceil(PER_FILE) {
+        files.push(ws.write(
+            &format!("desired-state/people/{file:03}.yaml"),
+            &file_text(file, &statuses),
+        ));
+    }
+    let mut command = std::process::Command::new(measured_binary());
+    command
+        .arg("run")
+        .arg(ws.path("desired-state"))
+        .args(["--listen", "127.0.0.1:0", "--interval", "1h"])
+        .env(TOKEN_ENV, "sim-token")
+        .env_remove("RUST_LOG");
+    let started = Instant::now();
+    let daemon = Daemon::spawn(command).await;
+    eventually("ready", Duration::from_secs(600), || async {
+        daemon.get("/readyz").await.0 == 200
+    })
+    .await;
+    let label = format!("{} with {accounts} accounts", kind.name());
+    println!(
+        "{label}: start to ready {:?}; {}",
+        started.elapsed(),
+        status_line(daemon.pid(), "VmRSS")
+    );
+    let finished = || daemon.log_lines(&["pass finished"]).len();
+    let mut samples = Vec::new();
+    let mut reads = Vec::new();
+    for edit in 0..edits {
+        let index = (edit * 7919 + 13) % accounts;
+        statuses[index] = if statuses[index] == "active" {
+            "inactive"
+        } else {
+            "active"
+        };
+        let passes = finished();
+        let writes = sim.write_count();
+        let requests = sim.requests().len();
+        let t0 = Instant::now();
+        save(
+            &files[index / PER_FILE],
+            &file_text(index / PER_FILE, &statuses),
+        );
+        eventually("the write", Duration::from_secs(300), || async {
+            sim.write_count() > writes
+        })
+        .await;
+        samples.push(t0.elapsed());
+        eventually("the pass to finish", Duration::from_secs(300), || async {
+            finished() > passes
+        })
+        .await;
+        reads.push(sim.requests().len() - requests - 1);
+        // Let the debounce window close before the next edit.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let loads: Vec<u64> = daemon
+        .log_lines(&["desired state loaded"])
+        .iter()
+        .skip(1)
+        .filter_map(|line| {
+            let rest = &line[line.find("load_ms=")? + "load_ms=".len()..];
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .collect();
+    samples.sort();
+    println!(
+        "{label}: reaction over {edits} one-user edits: p50 {:?}, p95 {:?}, max {:?}; reads per edit {:?}",
+        percentile(&samples, 0.50),
+        percentile(&samples, 0.95),
+        samples[samples.len() - 1],
+        reads
+    );
+    if !loads.is_empty() {
+        let mut loads = loads;
+        loads.sort();
+        println!(
+            "{label}: folder reload (load_ms) p50 {} ms, max {} ms",
+            loads[loads.len() / 2],
+            loads[loads.len() - 1]
+        );
+    }
+    let pid = daemon.pid();
+    let cpu_before = cpu_seconds(pid);
+    let window = Instant::now();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let cpu = cpu_seconds(pid) - cpu_before;
+    let wall = window.elapsed().as_secs_f64();
+    println!(
+        "{label}: idle cpu {:.3}% of one core over {wall:.0}s; {}, {}",
+        100.0 * cpu / wall,
+        status_line(pid, "VmRSS"),
+        status_line(pid, "VmHWM")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: prints numbers, takes minutes"]
+async fn one_user_edits_at_10k_offset_paged() {
+    one_user_edits_at_scale(SimKind::Zitadel, 10_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: prints numbers, takes minutes"]
+async fn one_user_edits_at_10k_cursor_paged() {
+    one_user_edits_at_scale(SimKind::SuspendApi, 10_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: prints numbers, takes minutes"]
+async fn one_user_edits_at_100k_offset_paged() {
+    one_user_edits_at_scale(SimKind::Zitadel, 100_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: prints numbers, takes minutes"]
+async fn one_user_edits_at_100k_cursor_paged() {
+    one_user_edits_at_scale(SimKind::SuspendApi, 100_000).await;
 }

@@ -8,7 +8,7 @@
 
 use super::metrics::{AccountCounts, InstanceObserver, PassMetrics};
 pub use super::pass::{PassResult, Reason};
-use super::{fingerprint, Context, InstanceHealth, Loaded};
+use super::{fingerprint, targeted, Context, InstanceHealth, Loaded};
 use crate::apply::{self, ApplyOptions, ApplyReport, Outcome};
 use crate::desired::DesiredState;
 use crate::lease::Role;
@@ -18,7 +18,7 @@ use crate::plan::{self, Plan};
 use crate::provider::{self, Provider};
 use crate::reconcile;
 use crate::status::Status;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
@@ -146,7 +146,11 @@ pub fn spawn(
         stop: stop.clone(),
         observer,
         connected: None,
-        converged: HashMap::new(),
+        settled: HashMap::new(),
+        readable: false,
+        baseline: None,
+        listing_cost: None,
+        last_result: None,
         failures: 0,
         guard_held: None,
         refusal: None,
@@ -246,9 +250,20 @@ struct InstanceLoop {
     /// The adapter, and the folder generation it was built from: every valid reload
     /// reconnects, so a changed `base_url` or a rotated secret file takes effect.
     connected: Option<(u64, Arc<dyn Provider>)>,
-    /// Accounts in the desired status at the end of the last pass, with that status:
-    /// a change planned for one of them, towards the same status, was made by hand.
-    converged: HashMap<String, Status>,
+    /// Where each account of the instance stood at the end of the passes so far. An
+    /// account in sync, with that status: a change planned for it later, towards the
+    /// same status, was made by hand.
+    settled: HashMap<String, Settled>,
+    /// Whether the last pass read the instance (so `settled` describes it).
+    readable: bool,
+    /// The folder the last pass planned from: a folder change is compared with it to
+    /// find the accounts it touched.
+    baseline: Option<Arc<Loaded>>,
+    /// HTTP requests the last full read of the instance made: a targeted read must cost
+    /// fewer.
+    listing_cost: Option<u64>,
+    /// How the last pass ended.
+    last_result: Option<PassResult>,
     failures: u32,
     /// The fingerprint of the folder (for this instance) at which the safety guard last
     /// refused: while it is unchanged, every pass refuses every change. Only a new
@@ -296,7 +311,10 @@ impl InstanceLoop {
                 role.borrow_and_update();
             }
             let span = tracing::info_span!("pass", instance = %self.name, reason = %reason);
-            let result = self.pass(reason).instrument(span).await;
+            let Some(result) = self.pass(reason).instrument(span).await else {
+                // The change touched nothing here: no pass, the schedule stands.
+                continue;
+            };
             if result == PassResult::Error {
                 self.failures += 1;
             } else {
@@ -387,14 +405,76 @@ impl InstanceLoop {
         Ok(provider)
     }
 
-    async fn pass(&mut self, reason: Reason) -> PassResult {
+    /// Decides what a pass for `reason` must read: everything, only the accounts a
+    /// folder change touched, or nothing at all.
+    ///
+    /// Targeted only when it is provably the same as a full pass for the accounts it
+    /// leaves out: the pass runs for a folder change; the last pass read the instance,
+    /// ended in success (every change it planned was made, no hold of the guard, no
+    /// failure a retry would repeat) and planned from a folder with this instance's
+    /// configuration unchanged; the touched accounts are no more than the instance's
+    /// `max_changes` (so they alone cannot trip the guard, and a full pass would count
+    /// no other change the folder asks for); and this kind reads them for fewer requests
+    /// than its last listing cost. Otherwise a full pass, as before.
+    fn scope(&self, reason: Reason, loaded: &Loaded, provider: &dyn Provider) -> Scope {
+        if reason != Reason::FolderChanged
+            || !self.readable
+            || self.guard_held.is_some()
+            || self.last_result != Some(PassResult::Success)
+        {
+            return Scope::Full;
+        }
+        let Some(baseline) = &self.baseline else {
+            return Scope::Full;
+        };
+        let config = |desired: &DesiredState| {
+            desired
+                .instances
+                .get(&self.name)
+                .map(|c| (format!("{c:?}"), c.ca_file.clone()))
+        };
+        if config(&baseline.desired) != config(&loaded.desired) {
+            return Scope::Full;
+        }
+        let Some(touched) = targeted::touched(&baseline.desired, &loaded.desired, &self.name)
+        else {
+            return Scope::Full;
+        };
+        if touched.is_empty() {
+            return Scope::Nothing;
+        }
+        if touched.present.len() > self.limit(&loaded.desired) {
+            return Scope::Full;
+        }
+        let cost = provider.targeted_read_cost(&touched.present);
+        match (cost, self.listing_cost) {
+            (Some(cost), Some(listing)) if (cost as u64) < listing => Scope::Targeted(touched),
+            _ => Scope::Full,
+        }
+    }
+
+    /// The instance's `max_changes` for this daemon: `run --max-changes` can only
+    /// tighten it, since loosening it for every future pass is a decision for a
+    /// reviewed commit.
+    fn limit(&self, desired: &DesiredState) -> usize {
+        let own = desired.instances.get(&self.name).map(|i| i.max_changes);
+        match (self.context.max_changes, own) {
+            (Some(flag), Some(own)) => flag.min(own),
+            (Some(flag), None) => flag,
+            (None, Some(own)) => own,
+            (None, None) => usize::MAX,
+        }
+    }
+
+    /// Runs one pass; `None` when a folder change touched no account of this instance,
+    /// so there was nothing to do and no pass is recorded.
+    async fn pass(&mut self, reason: Reason) -> Option<PassResult> {
         let started = Instant::now();
         let requests_before = self.observer.request_count();
         let loaded = self.folder.borrow().clone();
-        let desired = &loaded.desired;
         self.refusal = None;
         self.last_error = None;
-        let folder = fingerprint(desired, &self.name);
+        let folder = fingerprint(&loaded.desired, &self.name);
         if self.guard_held.is_some_and(|held| held != folder) {
             tracing::info!(instance = %self.name, "the folder changed; the safety guard's hold is lifted and the changes are planned afresh");
             self.guard_held = None;
@@ -404,6 +484,7 @@ impl InstanceLoop {
             Err(message) => {
                 tracing::error!(instance = %self.name, error = ?message, "cannot connect");
                 self.last_error = Some(message);
+                self.last_result = Some(PassResult::Error);
                 let accounts = AccountCounts {
                     error: self.account_total(&loaded),
                     ..AccountCounts::default()
@@ -420,14 +501,47 @@ impl InstanceLoop {
                     },
                     0,
                 );
-                return PassResult::Error;
+                return Some(PassResult::Error);
             }
         };
+        let scope = self.scope(reason, &loaded, provider.as_ref());
+        let restricted;
+        let (desired, touched) = match scope {
+            Scope::Nothing => {
+                tracing::debug!(instance = %self.name, "the folder change touches no account of this instance; no pass");
+                self.baseline = Some(loaded);
+                return None;
+            }
+            Scope::Full => (&loaded.desired, None),
+            Scope::Targeted(touched) => {
+                restricted = targeted::restrict(&loaded.desired, &self.name, &touched.present);
+                (&restricted, Some(touched))
+            }
+        };
+        let read_started = self.observer.request_count();
         let observation = tokio::select! {
             biased;
-            _ = self.stop.cancelled() => return PassResult::Interrupted,
-            observation = reconcile::observe_instance(desired, &self.name, provider.as_ref()) => observation,
+            _ = self.stop.cancelled() => return Some(PassResult::Interrupted),
+            observation = self.observe(desired, touched.as_ref(), provider.as_ref()) => observation,
         };
+        if touched.is_none() && observation.is_ok() {
+            self.listing_cost = Some(self.observer.request_count() - read_started);
+        }
+        let accounts_read = match &touched {
+            Some(touched) => touched.present.len(),
+            None => self.account_total(&loaded),
+        };
+        self.context
+            .metrics
+            .pass_scope(&self.name, touched.is_some(), accounts_read);
+        if let Some(touched) = &touched {
+            tracing::info!(
+                instance = %self.name,
+                accounts = touched.present.len(),
+                removed = touched.gone.len(),
+                "targeted pass: reading only the accounts the folder change touched"
+            );
+        }
         let observed = BTreeMap::from([(self.name.clone(), observation)]);
         let plan = plan::compute(desired, &observed, plan::PlanTime::now());
         let drift = self.log_drift(&plan);
@@ -443,14 +557,8 @@ impl InstanceLoop {
                 ),
             }
         }
-        // `run --max-changes` can only tighten an instance's limit: loosening it for
-        // every future pass is a decision for a reviewed commit.
-        let own_limit = desired.instances.get(&self.name).map(|i| i.max_changes);
         let options = ApplyOptions {
-            max_changes: match (self.context.max_changes, own_limit) {
-                (Some(flag), Some(own)) => Some(flag.min(own)),
-                (flag, _) => flag,
-            },
+            max_changes: Some(self.limit(&loaded.desired)).filter(|l| *l != usize::MAX),
             allow_mass_change: false,
             guard_held: self.guard_held.is_some(),
             git_commit: loaded.git_commit.clone(),
@@ -496,14 +604,26 @@ impl InstanceLoop {
         self.notify_drift_corrected(&loaded, &report);
         let instance_unreadable = plan.errors.iter().any(|e| e.user.is_none());
         let accounts = if instance_unreadable {
+            self.readable = false;
             AccountCounts {
                 error: self.account_total(&loaded),
                 ..AccountCounts::default()
             }
         } else {
-            self.remember_converged(&loaded, &plan, &report);
-            account_counts(&plan, &report)
+            if touched.is_none() {
+                self.settled.clear();
+            }
+            if let Some(touched) = &touched {
+                for id in &touched.gone {
+                    self.settled.remove(id);
+                }
+            }
+            self.settle(desired, &plan, &report);
+            self.readable = true;
+            self.counts()
         };
+        self.baseline = Some(loaded.clone());
+        self.last_result = Some(result);
         let requests = self.observer.request_count() - requests_before;
         self.finish(
             PassMetrics {
@@ -517,7 +637,25 @@ impl InstanceLoop {
             },
             requests,
         );
-        result
+        Some(result)
+    }
+
+    /// Reads the instance: every account of the folder (`touched` is `None`), or only
+    /// the touched ones with the kind's targeted read.
+    async fn observe(
+        &self,
+        desired: &DesiredState,
+        touched: Option<&targeted::Touched>,
+        provider: &dyn Provider,
+    ) -> plan::InstanceObservation {
+        match touched {
+            None => reconcile::observe_instance(desired, &self.name, provider).await,
+            Some(touched) if touched.present.is_empty() => Ok(Default::default()),
+            Some(touched) => provider
+                .observe_accounts(&touched.present)
+                .await
+                .map_err(|e| e.to_string()),
+        }
     }
 
     fn account_total(&self, loaded: &Loaded) -> usize {
@@ -530,12 +668,17 @@ impl InstanceLoop {
             .count()
     }
 
+    /// Whether `account` was in `status` at the end of the passes so far.
+    fn was_in_sync(&self, account: &str, status: &Status) -> bool {
+        matches!(self.settled.get(account), Some(Settled::InSync(s)) if s == status)
+    }
+
     /// Logs every planned change that undoes a change made at the provider by hand,
     /// and returns how many there are.
     fn log_drift(&self, plan: &Plan) -> u64 {
         let mut drift = 0;
         for change in &plan.changes {
-            if self.converged.get(&change.account_id) == Some(&change.to) {
+            if self.was_in_sync(&change.account_id, &change.to) {
                 drift += 1;
                 tracing::info!(
                     instance = %self.name,
@@ -555,7 +698,7 @@ impl InstanceLoop {
     fn notify_drift_corrected(&self, loaded: &Loaded, report: &ApplyReport) {
         for result in &report.results {
             if result.outcome == Outcome::Applied
-                && self.converged.get(&result.account_id) == Some(&result.to)
+                && self.was_in_sync(&result.account_id, &result.to)
             {
                 self.context.notifier.notify(Notification::drift_corrected(
                     &self.name,
@@ -569,27 +712,53 @@ impl InstanceLoop {
         }
     }
 
-    fn remember_converged(&mut self, loaded: &Loaded, plan: &Plan, report: &ApplyReport) {
-        let unsettled: HashSet<&str> = plan
-            .changes
-            .iter()
-            .map(|c| c.account_id.as_str())
-            .chain(plan.blocked.iter().map(|b| b.account_id.as_str()))
-            .chain(plan.errors.iter().filter_map(|e| e.account_id.as_deref()))
-            .collect();
-        let mut converged = HashMap::new();
-        for account in loaded.desired.users.iter().flat_map(|u| &u.accounts) {
-            if account.instance == self.name && !unsettled.contains(account.id.as_str()) {
-                let now = time::OffsetDateTime::now_utc();
-                converged.insert(account.id.clone(), account.status_at(now).clone());
+    /// Records where each account `desired` names at this instance stands after a pass
+    /// that read them (`plan`) and wrote (`report`).
+    fn settle(&mut self, desired: &DesiredState, plan: &Plan, report: &ApplyReport) {
+        let now = time::OffsetDateTime::now_utc();
+        for account in desired.users.iter().flat_map(|u| &u.accounts) {
+            if account.instance == self.name {
+                self.settled.insert(
+                    account.id.clone(),
+                    Settled::InSync(account.status_at(now).clone()),
+                );
+            }
+        }
+        for change in &plan.changes {
+            self.settled
+                .insert(change.account_id.clone(), Settled::Drifting);
+        }
+        for blocked in &plan.blocked {
+            self.settled
+                .insert(blocked.account_id.clone(), Settled::Blocked);
+        }
+        for error in &plan.errors {
+            if let Some(account) = &error.account_id {
+                self.settled.insert(account.clone(), Settled::Error);
             }
         }
         for result in &report.results {
-            if matches!(result.outcome, Outcome::Applied | Outcome::AlreadyConverged) {
-                converged.insert(result.account_id.clone(), result.to.clone());
+            let state = match result.outcome {
+                Outcome::Applied | Outcome::AlreadyConverged => Settled::InSync(result.to.clone()),
+                Outcome::Blocked => Settled::Blocked,
+                Outcome::Failed => continue,
+            };
+            self.settled.insert(result.account_id.clone(), state);
+        }
+    }
+
+    /// The instance's account counts, from where each account stands.
+    fn counts(&self) -> AccountCounts {
+        let mut counts = AccountCounts::default();
+        for state in self.settled.values() {
+            match state {
+                Settled::InSync(_) => counts.in_sync += 1,
+                Settled::Drifting => counts.drifting += 1,
+                Settled::Blocked => counts.blocked += 1,
+                Settled::Error => counts.error += 1,
             }
         }
-        self.converged = converged;
+        counts
     }
 
     /// Records the pass in the metrics and writes its one summary line.
@@ -626,19 +795,27 @@ impl InstanceLoop {
     }
 }
 
-/// Account states after a pass whose reads succeeded.
-fn account_counts(plan: &Plan, report: &ApplyReport) -> AccountCounts {
-    let settled = report.count(Outcome::Applied) + report.count(Outcome::AlreadyConverged);
-    let refused_at_write = report.count(Outcome::Blocked);
-    AccountCounts {
-        in_sync: plan.in_sync + settled,
-        drifting: plan
-            .changes
-            .len()
-            .saturating_sub(settled + refused_at_write),
-        blocked: report.blocked.len(),
-        error: report.errors.len(),
-    }
+/// Where an account stands after the passes so far.
+#[derive(Clone, Debug, PartialEq)]
+enum Settled {
+    /// In its desired status, which is this one.
+    InSync(Status),
+    /// A change is needed and was not made (failed, refused, interrupted).
+    Drifting,
+    /// The provider refuses the change (known before, or answered at write time).
+    Blocked,
+    /// The account could not be read (not found, ambiguous, ...).
+    Error,
+}
+
+/// What a pass reads and plans.
+enum Scope {
+    /// Every account of the instance in the folder.
+    Full,
+    /// Only the accounts a folder change touched.
+    Targeted(targeted::Touched),
+    /// The folder change touched no account of the instance.
+    Nothing,
 }
 
 #[cfg(test)]

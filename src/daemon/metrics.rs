@@ -97,6 +97,8 @@ pub struct Metrics {
     desired_info: Family<CommitLabels, Gauge>,
     notifications: NotificationCounts,
     next_scheduled: Family<InstanceLabels, Gauge<f64, AtomicU64>>,
+    targeted_passes: Family<InstanceLabels, Counter>,
+    accounts_read: Family<InstanceLabels, Gauge>,
 }
 
 fn pass_histogram() -> Histogram {
@@ -228,8 +230,22 @@ impl Metrics {
             "Unix time of the next from or until of an account of this instance, when its loop wakes to apply it; absent when none",
             next_scheduled.clone(),
         );
+        let targeted_passes = Family::<InstanceLabels, Counter>::default();
+        registry.register(
+            "targeted_passes",
+            "Passes that read only the accounts a folder change touched (also counted in roster_passes_total)",
+            targeted_passes.clone(),
+        );
+        let accounts_read = Family::<InstanceLabels, Gauge>::default();
+        registry.register(
+            "pass_accounts_read",
+            "Accounts the last pass at this instance asked the provider about: all of its accounts, or those a folder change touched",
+            accounts_read.clone(),
+        );
         Metrics {
             registry,
+            targeted_passes,
+            accounts_read,
             next_scheduled,
             leader,
             passes,
@@ -373,6 +389,20 @@ impl Metrics {
         }
     }
 
+    /// Records what a pass read: every account of the instance, or (`targeted`) only
+    /// the `accounts` a folder change touched.
+    pub fn pass_scope(&self, instance: &str, targeted: bool, accounts: usize) {
+        let labels = InstanceLabels {
+            instance: instance.into(),
+        };
+        if targeted {
+            self.targeted_passes.get_or_create(&labels).inc();
+        }
+        self.accounts_read
+            .get_or_create(&labels)
+            .set(i64::try_from(accounts).unwrap_or(i64::MAX));
+    }
+
     /// Drops the per-instance account gauges of an instance that left the folder, so
     /// dashboards do not show its last numbers forever.
     pub fn instance_removed(&self, instance: &str) {
@@ -386,6 +416,9 @@ impl Metrics {
             instance: instance.into(),
         });
         self.next_scheduled.remove(&InstanceLabels {
+            instance: instance.into(),
+        });
+        self.accounts_read.remove(&InstanceLabels {
             instance: instance.into(),
         });
     }

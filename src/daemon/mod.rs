@@ -11,6 +11,7 @@ pub mod instance;
 pub mod metrics;
 pub mod pass;
 pub mod server;
+pub mod targeted;
 pub mod watch;
 
 use crate::audit::{self, AuditError, AuditLog};
@@ -305,6 +306,7 @@ impl Supervisor {
     /// can fail the daemon (an unknown `--provider`); later problems are logged.
     async fn reload(&mut self, at_start: bool) -> Result<(), DaemonError> {
         let dir = self.dir.clone();
+        let started = std::time::Instant::now();
         let loaded = tokio::task::spawn_blocking(move || {
             desired::load(&dir).map(|desired| (desired, audit::git_commit(&dir)))
         })
@@ -357,6 +359,7 @@ impl Supervisor {
             users = desired.users.len(),
             accounts = desired.account_count(),
             git_commit = git_commit.as_deref().unwrap_or("none (not a git checkout)"),
+            load_ms = started.elapsed().as_millis() as u64,
             "desired state loaded"
         );
         let fingerprints: BTreeMap<String, u64> = selected

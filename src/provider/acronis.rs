@@ -481,6 +481,13 @@ impl Provider for Acronis {
         ))
     }
 
+    /// `observe` already reads by id, a batch of up to [`BATCH`] ids per request (an id
+    /// with a comma on its own): the default `observe_accounts` is the targeted read.
+    fn targeted_read_cost(&self, accounts: &[String]) -> Option<usize> {
+        let single = accounts.iter().filter(|id| id.contains(',')).count();
+        Some((accounts.len() - single).div_ceil(BATCH) + single)
+    }
+
     async fn set_status(
         &self,
         access: &WriteAccess,

@@ -142,6 +142,23 @@ pub trait Provider: Send + Sync {
     /// Reads the live status of `accounts` with batched list or search calls.
     async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError>;
 
+    /// How many requests [`observe_accounts`](Self::observe_accounts) makes for
+    /// `accounts`, or `None` when this kind has no targeted read that means exactly what
+    /// its listing means. The daemon compares it with what the last listing cost, to
+    /// re-read only the accounts a folder change touched when that is cheaper.
+    fn targeted_read_cost(&self, accounts: &[String]) -> Option<usize> {
+        let _ = accounts;
+        None
+    }
+
+    /// Reads the live status of just `accounts` with the kind's read-one or batch-read
+    /// endpoint, for a pass that only needs them. Same answer as [`observe`](Self::observe)
+    /// for these accounts: an account the provider does not know (404) is absent, as one
+    /// missing from the listing is. A kind without such an endpoint keeps this default.
+    async fn observe_accounts(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
+        self.observe(accounts).await
+    }
+
     /// Moves one account to `change.to`. Needs a [`WriteAccess`], which only the apply
     /// executor can create: `plan` has no code path that reaches this method.
     async fn set_status(
@@ -359,6 +376,47 @@ where
         .buffered(limit.max(1))
         .collect()
         .await
+}
+
+/// How many targeted reads of one instance are in flight at once.
+const TARGETED_CONCURRENCY: usize = 8;
+
+/// Reads `accounts` one request each through `read` (a kind's read-one call), a few at a
+/// time: [`Provider::observe_accounts`] for kinds whose API reads one user by id. A 404
+/// ([`ProviderError::NotFound`]) leaves the account out, exactly as absence from the
+/// listing does; any other failure fails the whole read, as a failed list page does.
+pub(crate) async fn observe_each<F, Fut>(
+    accounts: &[String],
+    read: F,
+) -> Result<Observation, ProviderError>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<ObservedAccount, ProviderError>>,
+{
+    let unique: Vec<String> = accounts
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .cloned()
+        .collect();
+    let reads = bounded(unique, TARGETED_CONCURRENCY, |id| {
+        let read = read(id.clone());
+        async move { (id, read.await) }
+    })
+    .await;
+    let mut observation = Observation::default();
+    for (id, read) in reads {
+        match read {
+            Ok(account) => {
+                observation
+                    .accounts
+                    .insert(id, AccountObservation::Found(account));
+            }
+            Err(ProviderError::NotFound { .. }) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(observation)
 }
 
 /// How many list pages of one instance are read at once.

@@ -227,6 +227,32 @@ impl Provider for SuspendApi {
         Ok(Inventory::Listed(users.iter().map(held).collect()))
     }
 
+    /// One `GET /v1/users/{id}` per account.
+    fn targeted_read_cost(&self, accounts: &[String]) -> Option<usize> {
+        Some(accounts.len())
+    }
+
+    /// Reads each account with `GET /v1/users/{id}` (its avatar skipped); a 404 means
+    /// not found. A tenant mismatch fails the whole read, once, as it fails the listing.
+    async fn observe_accounts(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
+        super::observe_each(accounts, |id| async move {
+            let request = ApiRequest::get(&["v1", "users", &id]).skip_string_field("avatar_base64");
+            let response = self.http.read(request).await?;
+            if !response.is_success() {
+                return Err(self.error(&response, &id));
+            }
+            let user: User = parse_json(self.instance(), "user", &response.body)?;
+            if user.id != id {
+                return Err(ProviderError::InvalidResponse {
+                    instance: self.instance().to_string(),
+                    detail: format!("reading user {id:?} answered user {:?}", user.id),
+                });
+            }
+            Ok(observed(&user))
+        })
+        .await
+    }
+
     async fn set_status(
         &self,
         access: &WriteAccess,

@@ -233,6 +233,27 @@ impl Provider for Zitadel {
         Ok(Inventory::Listed(users.iter().map(held).collect()))
     }
 
+    /// One `GET .../users/{id}` per account.
+    fn targeted_read_cost(&self, accounts: &[String]) -> Option<usize> {
+        Some(accounts.len())
+    }
+
+    /// Reads each account with `GET .../users/{id}`; a 404 means not found, and an
+    /// answer about another id is an error rather than a guess.
+    async fn observe_accounts(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
+        super::observe_each(accounts, |id| async move {
+            let user = self.read_one(&id).await?;
+            if user.id != id {
+                return Err(ProviderError::InvalidResponse {
+                    instance: self.instance().to_string(),
+                    detail: format!("reading user {id:?} answered user {:?}", user.id),
+                });
+            }
+            Ok(observed(&user.state))
+        })
+        .await
+    }
+
     async fn set_status(
         &self,
         access: &WriteAccess,
