@@ -361,7 +361,7 @@ impl Provider for Acronis {
             .collect();
         let mut observation = Observation::default();
         let mut users = Vec::new();
-        for batch in bounded(chunks, 4, |ids| self.batch(ids)).await {
+        for batch in bounded(chunks, self.http.max_concurrency(), |ids| self.batch(ids)).await {
             users.extend(batch?);
         }
         // One id twice in the answers is ambiguous: a failed entry, never a pick.

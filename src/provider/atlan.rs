@@ -136,6 +136,7 @@ impl Provider for Atlan {
         let users = offset_pages(
             self.instance(),
             PAGE_SIZE,
+            self.http.max_concurrency(),
             |u: &User| &u.id,
             |offset, limit| self.page(offset, limit),
         )
