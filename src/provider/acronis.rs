@@ -7,11 +7,10 @@ use super::http::{
     RetryPolicy, Transport,
 };
 use super::{
-    already_note, api_error, bounded, parse_json, AccountObservation, Connect, ConnectError,
-    KindSpec, Listed, Observation, ObservedAccount, Provider, ProviderError, ResolvedAuth,
-    WriteAccess, WriteOutcome,
+    already_note, api_error, bounded, parse_json, AccountObservation, Change, Connect,
+    ConnectError, Kind, KindSpec, Listed, Observation, ObservedAccount, Provider, ProviderError,
+    ResolvedAuth, WriteAccess, WriteOutcome,
 };
-use crate::plan::Change;
 use crate::secret::Secret;
 use async_trait::async_trait;
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
@@ -24,11 +23,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
 use url::Url;
 
-pub static KIND: KindSpec = KindSpec {
-    name: "acronis",
-    statuses: &["active", "inactive"],
-    auth: super::AuthStyle::ClientCredentials,
-    settings: &[],
+pub static KIND: Kind = Kind {
+    spec: KindSpec {
+        name: "acronis",
+        statuses: &["active", "inactive"],
+        auth: super::AuthStyle::ClientCredentials,
+        settings: &[],
+    },
     connect,
 };
 
@@ -526,7 +527,7 @@ mod token_metrics {
         let sim = Simulator::start(config.clone()).await.expect("simulator");
         let instance = InstanceConfig {
             name: "backup".into(),
-            kind: &KIND,
+            kind: &KIND.spec,
             base_url: Url::parse(&sim.base_url()).expect("url"),
             auth: AuthConfig::ClientCredentials {
                 client_id: SecretSource::Env("UNUSED".into()),

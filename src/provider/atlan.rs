@@ -6,10 +6,10 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    api_error, offset_pages, parse_json, Connect, ConnectError, KindSpec, Listed, Observation,
-    ObservedAccount, Provider, ProviderError, Refusal, RefusalScope, WriteAccess, WriteOutcome,
+    api_error, offset_pages, parse_json, Change, Connect, ConnectError, Kind, KindSpec, Listed,
+    Observation, ObservedAccount, Provider, ProviderError, Refusal, RefusalScope, WriteAccess,
+    WriteOutcome,
 };
-use crate::plan::Change;
 use crate::status::Status;
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
@@ -18,11 +18,13 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
-pub static KIND: KindSpec = KindSpec {
-    name: "atlan",
-    statuses: &["active", "inactive"],
-    auth: super::AuthStyle::Bearer,
-    settings: &[],
+pub static KIND: Kind = Kind {
+    spec: KindSpec {
+        name: "atlan",
+        statuses: &["active", "inactive"],
+        auth: super::AuthStyle::Bearer,
+        settings: &[],
+    },
     connect,
 };
 

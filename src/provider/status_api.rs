@@ -3,10 +3,9 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    api_error, offset_pages, parse_json, Connect, ConnectError, KindSpec, Listed, Observation,
-    ObservedAccount, Provider, ProviderError, Setting, WriteAccess, WriteOutcome,
+    api_error, offset_pages, parse_json, Change, Connect, ConnectError, Kind, KindSpec, Listed,
+    Observation, ObservedAccount, Provider, ProviderError, Setting, WriteAccess, WriteOutcome,
 };
-use crate::plan::Change;
 use crate::status::Status;
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
@@ -15,14 +14,16 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
-pub static KIND: KindSpec = KindSpec {
-    name: "status-api",
-    statuses: &["active", "inactive", "onboarding", "suspended", "risky"],
-    auth: super::AuthStyle::Bearer,
-    settings: &[Setting {
-        key: "api_version",
-        required: false,
-    }],
+pub static KIND: Kind = Kind {
+    spec: KindSpec {
+        name: "status-api",
+        statuses: &["active", "inactive", "onboarding", "suspended", "risky"],
+        auth: super::AuthStyle::Bearer,
+        settings: &[Setting {
+            key: "api_version",
+            required: false,
+        }],
+    },
     connect,
 };
 

@@ -3,11 +3,10 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    api_error, page_fingerprint, parse_json, Connect, ConnectError, KindSpec, Listed, Observation,
-    ObservedAccount, Provider, ProviderError, Refusal, RefusalScope, Setting, WriteAccess,
-    WriteOutcome, MAX_PAGES,
+    api_error, page_fingerprint, parse_json, Change, Connect, ConnectError, Kind, KindSpec, Listed,
+    Observation, ObservedAccount, Provider, ProviderError, Refusal, RefusalScope, Setting,
+    WriteAccess, WriteOutcome, MAX_PAGES,
 };
-use crate::plan::Change;
 use crate::status::Status;
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
@@ -17,14 +16,16 @@ use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-pub static KIND: KindSpec = KindSpec {
-    name: "suspend-api",
-    statuses: &["active", "inactive"],
-    auth: super::AuthStyle::Bearer,
-    settings: &[Setting {
-        key: "tenant_id",
-        required: true,
-    }],
+pub static KIND: Kind = Kind {
+    spec: KindSpec {
+        name: "suspend-api",
+        statuses: &["active", "inactive"],
+        auth: super::AuthStyle::Bearer,
+        settings: &[Setting {
+            key: "tenant_id",
+            required: true,
+        }],
+    },
     connect,
 };
 

@@ -7,11 +7,10 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    already_note, api_error, offset_pages, parse_json, Connect, ConnectError, KindSpec, Listed,
-    Observation, ObservedAccount, Provider, ProviderError, Refusal, RefusalScope, Setting,
-    WriteAccess, WriteOutcome,
+    already_note, api_error, offset_pages, parse_json, Change, Connect, ConnectError, Kind,
+    KindSpec, Listed, Observation, ObservedAccount, Provider, ProviderError, Refusal, RefusalScope,
+    Setting, WriteAccess, WriteOutcome,
 };
-use crate::plan::Change;
 use crate::status::Status;
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
@@ -20,14 +19,16 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
-pub static KIND: KindSpec = KindSpec {
-    name: "zitadel",
-    statuses: &["active", "inactive"],
-    auth: super::AuthStyle::Bearer,
-    settings: &[Setting {
-        key: "organization_id",
-        required: false,
-    }],
+pub static KIND: Kind = Kind {
+    spec: KindSpec {
+        name: "zitadel",
+        statuses: &["active", "inactive"],
+        auth: super::AuthStyle::Bearer,
+        settings: &[Setting {
+            key: "organization_id",
+            required: false,
+        }],
+    },
     connect,
 };
 
