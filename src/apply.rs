@@ -1,5 +1,7 @@
 //! Executes a [`Plan`]: safety guards first, then the writes, concurrently per instance
-//! within each instance's `max_concurrency`. With an audit log, every call is announced
+//! within each instance's `max_concurrency`. One [`Executor`] serves a whole pass, so
+//! `roster apply` can hand it each instance's plan the moment that instance has been read
+//! (see `crate::reconcile::apply_live`). With an audit log, every call is announced
 //! by an intent line before it is made and recorded by an outcome line after it; a call
 //! whose intent line cannot be written is not made, and neither is any later call.
 
