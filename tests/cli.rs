@@ -572,6 +572,12 @@ async fn demo_converges_across_five_kinds() {
         ),
         "after apply only the refused change drifts: {status}"
     );
+    for instance in ["acronis", "atlan", "helpdesk", "portal", "zitadel"] {
+        assert!(
+            status.contains(&format!("\n  ? {instance} ")),
+            "the accounts in no file are listed as unmanaged at {instance}: {status}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -513,6 +513,25 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     Ok(value)
 }
 
+/// An optional identity field (a login, an email) read leniently: a string that is not
+/// blank is kept, anything else (absent, `null`, a number, an object) reads as `None`.
+/// Identity fields only serve `inventory`; a provider that sends one in an odd shape
+/// must not stop `observe` from reading statuses.
+pub(crate) fn lenient_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    let value = <Option<serde_json::Value> as serde::Deserialize>::deserialize(d)?;
+    Ok(text_of(value.as_ref()))
+}
+
+/// The text of a JSON value when it is a string that is not blank.
+pub(crate) fn text_of(value: Option<&serde_json::Value>) -> Option<String> {
+    value
+        .and_then(serde_json::Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .map(str::to_string)
+}
+
 /// Why a write found the account already in the desired state. When an earlier attempt
 /// of this same call lost its answer, that attempt most likely made the change: saying
 /// "someone else" would send an operator hunting for a person who does not exist.
