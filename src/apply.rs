@@ -1,12 +1,14 @@
 //! Executes a [`Plan`]: safety guards first, then the writes, concurrently per instance
-//! within each instance's `max_concurrency`. With an audit log, every call is announced
+//! within each instance's `max_concurrency`. One [`Executor`] serves a whole pass, so
+//! `roster apply` can hand it each instance's plan the moment that instance has been read
+//! (see `crate::reconcile::apply_live`). With an audit log, every call is announced
 //! by an intent line before it is made and recorded by an outcome line after it; a call
 //! whose intent line cannot be written is not made, and neither is any later call.
 
 use crate::audit::{AuditEvent, AuditLog, AuditOutcome, AuditRecord, ScheduledCause};
 use crate::desired::DesiredState;
 use crate::plan::{format_utc, Blocked, Change, Plan, PlanError, FORMAT_VERSION};
-use crate::provider::{bounded, Provider, WriteOutcome};
+use crate::provider::{Provider, WriteOutcome};
 use crate::status::Status;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -169,6 +171,8 @@ pub fn guard_refusals(
 
 /// Applies `plan` through `providers` (keyed by instance name). Instances run
 /// concurrently and independently; an instance over its `max_changes` gets no write.
+/// The daemon's passes use it; `roster apply` reads, plans and writes each instance on its
+/// own through [`Executor`] (see `crate::reconcile::apply_live`).
 pub async fn apply(
     plan: &Plan,
     desired: &DesiredState,
@@ -176,82 +180,139 @@ pub async fn apply(
     options: &ApplyOptions,
     audit: Option<&AuditLog>,
 ) -> ApplyReport {
-    let mut report = ApplyReport {
-        format_version: FORMAT_VERSION,
-        in_sync: plan.in_sync,
-        blocked: plan.blocked.clone(),
-        errors: plan.errors.clone(),
-        ..ApplyReport::default()
-    };
-    report.refused = guard_refusals(plan, desired, options);
-    for refusal in &report.refused {
-        tracing::warn!(
-            instance = %refusal.provider,
-            changes = refusal.changes,
-            limit = refusal.limit,
-            held = options.guard_held,
-            "safety guard: more changes than max_changes; none made at this instance (review, then raise max_changes in a reviewed commit, or run `roster apply --allow-mass-change` once by hand)"
-        );
-    }
-    // Owned changes: a closure over `&Change` would be inferred higher-ranked, and the
-    // future would then not be provably `Send` for the daemon's `tokio::spawn`.
-    let mut per_instance: BTreeMap<&str, Vec<Change>> = BTreeMap::new();
-    for change in &plan.changes {
-        per_instance
-            .entry(change.provider.as_str())
-            .or_default()
-            .push(change.clone());
-    }
-    let access = WriteAccess::grant();
-    let gate = AuditGate {
-        audit,
-        git_commit: options.git_commit.as_deref(),
-        failed: AtomicBool::new(false),
-        first_error: Mutex::new(None),
-    };
-    let fenced = &AtomicBool::new(false);
-    let gate = &gate;
-    let mut runs = Vec::new();
-    for (instance, changes) in per_instance {
-        if report.refused.iter().any(|r| r.provider == instance) {
-            continue;
+    let executor = Executor::new(desired, options, audit);
+    let runs = providers
+        .iter()
+        .map(|(instance, provider)| executor.apply_instance(plan, instance, provider.as_ref()));
+    let attempts = futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    executor.finish(plan, attempts)
+}
+
+/// One change of a pass and what became of it: `None` when it was not attempted (the
+/// pass was stopped, the fence refused, or the audit log failed).
+pub type Attempt = (Change, Option<WriteResult>);
+
+/// The write side of one pass, shared by all its instances: the audit gate, the fence,
+/// the stop signal and the write capability. Each instance hands it the plan of that
+/// instance as soon as the plan is known, so a slow instance delays no other's writes.
+pub struct Executor<'a> {
+    desired: &'a DesiredState,
+    options: &'a ApplyOptions,
+    gate: AuditGate<'a>,
+    fenced: AtomicBool,
+    access: WriteAccess,
+}
+
+impl<'a> Executor<'a> {
+    pub fn new(
+        desired: &'a DesiredState,
+        options: &'a ApplyOptions,
+        audit: Option<&'a AuditLog>,
+    ) -> Self {
+        Executor {
+            desired,
+            options,
+            gate: AuditGate {
+                audit,
+                git_commit: options.git_commit.as_deref(),
+                failed: AtomicBool::new(false),
+                first_error: Mutex::new(None),
+            },
+            fenced: AtomicBool::new(false),
+            access: WriteAccess::grant(),
         }
-        let Some(config) = desired.instances.get(instance) else {
-            continue;
-        };
-        let Some(provider) = providers.get(instance) else {
-            continue;
-        };
-        let access = &access;
-        runs.push(async move {
-            bounded(changes, config.max_concurrency, |change| async move {
-                // Checked for each call just before it is made, never for a batch.
-                let stopped = options.stop.as_ref().is_some_and(|s| s.is_cancelled());
-                if stopped || gate.failed.load(Ordering::SeqCst) {
-                    return None;
-                }
-                if let Some(fence) = &options.fence {
-                    if fenced.load(Ordering::SeqCst) {
-                        return None;
-                    }
-                    if let Err(why) = fence.confirm().await {
-                        if !fenced.swap(true, Ordering::SeqCst) {
-                            tracing::warn!(instance = %change.provider, reason = ?why, "write fence: this process may no longer write; no further write call of the pass is made");
-                        }
-                        return None;
-                    }
-                }
-                let cause = scheduled_cause(desired, &change, OffsetDateTime::now_utc());
-                let write_id = gate.announce(&change, cause.as_ref())?;
-                let result = write_one(provider.as_ref(), access, &change).await;
-                gate.record(write_id.as_deref(), &change, cause.as_ref(), &result);
-                Some(result)
-            })
-            .await
-        });
     }
-    for results in futures::future::join_all(runs).await {
-        for result in results {
+
+    /// Makes the changes `plan` holds for `instance`, unless the guard refuses them: a
+    /// continuous stream of calls with at most the instance's `max_concurrency` in
+    /// flight, each started as soon as one finishes (never in rounds).
+    pub async fn apply_instance(
+        &self,
+        plan: &Plan,
+        instance: &str,
+        provider: &dyn Provider,
+    ) -> Vec<Attempt> {
+        use futures::stream::{self, StreamExt};
+        let Some(config) = self.desired.instances.get(instance) else {
+            return Vec::new();
+        };
+        let refused = guard_refusals(plan, self.desired, self.options)
+            .iter()
+            .any(|refusal| refusal.provider == instance);
+        if refused {
+            return Vec::new();
+        }
+        let changes: Vec<Change> = plan
+            .changes
+            .iter()
+            .filter(|change| change.provider == instance)
+            .cloned()
+            .collect();
+        stream::iter(changes)
+            .map(|change| async move {
+                let result = self.write(provider, &change).await;
+                (change, result)
+            })
+            .buffer_unordered(config.max_concurrency.max(1))
+            .collect()
+            .await
+    }
+
+    /// One write call, checked just before it is made (never for a batch): not after a
+    /// stop, a refused fence or an audit failure, and only once its intent is logged.
+    async fn write(&self, provider: &dyn Provider, change: &Change) -> Option<WriteResult> {
+        let options = self.options;
+        let stopped = options.stop.as_ref().is_some_and(|s| s.is_cancelled());
+        if stopped || self.gate.failed.load(Ordering::SeqCst) {
+            return None;
+        }
+        if let Some(fence) = &options.fence {
+            if self.fenced.load(Ordering::SeqCst) {
+                return None;
+            }
+            if let Err(why) = fence.confirm().await {
+                if !self.fenced.swap(true, Ordering::SeqCst) {
+                    tracing::warn!(instance = %change.provider, reason = ?why, "write fence: this process may no longer write; no further write call of the pass is made");
+                }
+                return None;
+            }
+        }
+        let cause = scheduled_cause(self.desired, change, OffsetDateTime::now_utc());
+        let write_id = self.gate.announce(change, cause.as_ref())?;
+        let result = write_one(provider, &self.access, change).await;
+        self.gate
+            .record(write_id.as_deref(), change, cause.as_ref(), &result);
+        Some(result)
+    }
+
+    /// The summary of the pass: `plan` (every instance's) and what became of its changes,
+    /// in plan order whatever order the calls finished in.
+    pub fn finish(self, plan: &Plan, mut attempts: Vec<Attempt>) -> ApplyReport {
+        let mut report = ApplyReport {
+            format_version: FORMAT_VERSION,
+            in_sync: plan.in_sync,
+            blocked: plan.blocked.clone(),
+            errors: plan.errors.clone(),
+            refused: guard_refusals(plan, self.desired, self.options),
+            ..ApplyReport::default()
+        };
+        for refusal in &report.refused {
+            tracing::warn!(
+                instance = %refusal.provider,
+                changes = refusal.changes,
+                limit = refusal.limit,
+                held = self.options.guard_held,
+                "safety guard: more changes than max_changes; none made at this instance (review, then raise max_changes in a reviewed commit, or run `roster apply --allow-mass-change` once by hand)"
+            );
+        }
+        attempts.sort_by(|(a, _), (b, _)| {
+            (&a.provider, &a.user, &a.account_id).cmp(&(&b.provider, &b.user, &b.account_id))
+        });
+        for (_, result) in attempts {
             let Some(result) = result else {
                 report.not_attempted += 1;
                 continue;
@@ -268,13 +329,14 @@ pub async fn apply(
             }
             report.results.push(result);
         }
+        report.audit_error = self
+            .gate
+            .first_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        report
     }
-    report.audit_error = gate
-        .first_error
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .take();
-    report
 }
 
 /// The audit log as the gate of every write call of one pass: Roster never makes a call

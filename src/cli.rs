@@ -778,8 +778,6 @@ async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
     let state_dir = crate::lock::state_dir(args.state_dir.as_deref())?;
     let _locks = crate::lock::lock_all(&state_dir, providers.keys(), "roster apply")?;
     let audit = args.audit_log.as_deref().map(AuditLog::open).transpose()?;
-    let plan = reconcile::plan_live(&desired, &providers, PlanTime::now()).await;
-    progress.note(&format!("Applying {} change(s)...", plan.changes.len()));
     let options = ApplyOptions {
         max_changes: args.max_changes,
         allow_mass_change: args.allow_mass_change,
@@ -788,7 +786,15 @@ async fn apply(args: ApplyArgs) -> anyhow::Result<u8> {
         stop: None,
         fence: None,
     };
-    let summary = apply::apply(&plan, &desired, &providers, &options, audit.as_ref()).await;
+    // Each instance is read, planned and written on its own: a slow one delays no other.
+    let summary = reconcile::apply_live(
+        &desired,
+        &providers,
+        PlanTime::now(),
+        &options,
+        audit.as_ref(),
+    )
+    .await;
     progress.finish();
     print(&report::render_apply(&summary, args.format))?;
     Ok(summary.exit_code() as u8)

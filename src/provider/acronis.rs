@@ -389,7 +389,7 @@ impl Acronis {
             .map(|c| c.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","))
             .collect();
         let mut users = Vec::new();
-        for batch in bounded(chunks, 4, |ids| self.batch(ids)).await {
+        for batch in bounded(chunks, self.http.max_concurrency(), |ids| self.batch(ids)).await {
             users.extend(batch?);
         }
         for id in single {

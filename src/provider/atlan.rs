@@ -101,6 +101,7 @@ impl Atlan {
         offset_pages(
             self.instance(),
             PAGE_SIZE,
+            self.http.max_concurrency(),
             |u: &User| &u.id,
             |offset, limit| self.page(offset, limit),
         )

@@ -350,6 +350,13 @@ impl HttpClient {
         &self.config.base_url
     }
 
+    /// The instance's `max_concurrency`: how many of its requests are in flight at most,
+    /// reads and writes together. Adapters read that many pages or batches at once; the
+    /// client's own limit then never makes one of them wait on another.
+    pub fn max_concurrency(&self) -> usize {
+        self.config.max_concurrency.max(1)
+    }
+
     /// Sends a read. Reads never change provider state, whatever their method.
     pub async fn read(&self, request: ApiRequest) -> Result<ApiResponse, HttpError> {
         let result = self.send(request).await;

@@ -365,17 +365,34 @@ impl ResolvedAuth {
     }
 }
 
-/// Runs `f` over `items` with at most `limit` futures in flight, keeping input order.
+/// Runs `f` over `items` with at most `limit` futures in flight, keeping input order in
+/// the result. A new future starts as soon as any one finishes (not when the oldest does),
+/// so one slow answer does not hold the others' slots. Callers pass the instance's
+/// `max_concurrency`; the HTTP client holds the same limit for all of the instance's
+/// requests together (reads and writes share it, first come first served), so this
+/// bound only keeps the queue short and never waits on a permit of its own.
 pub(crate) async fn bounded<T, F, Fut, R>(items: Vec<T>, limit: usize, f: F) -> Vec<R>
 where
     F: Fn(T) -> Fut,
     Fut: std::future::Future<Output = R>,
 {
-    use futures::stream::{self, StreamExt};
-    stream::iter(items.into_iter().map(f))
-        .buffered(limit.max(1))
-        .collect()
-        .await
+    use futures::stream::{FuturesUnordered, StreamExt};
+    // A loop rather than stream adapters: closures over the futures' types would be
+    // inferred higher-ranked, and an adapter's `observe` would then not be provably `Send`.
+    let mut queue = items.into_iter().map(f).enumerate();
+    let mut running = FuturesUnordered::new();
+    for (index, future) in queue.by_ref().take(limit.max(1)) {
+        running.push(numbered(index, future));
+    }
+    let mut results = Vec::new();
+    while let Some(done) = running.next().await {
+        results.push(done);
+        if let Some((index, future)) = queue.next() {
+            running.push(numbered(index, future));
+        }
+    }
+    results.sort_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, result)| result).collect()
 }
 
 /// How many targeted reads of one instance are in flight at once.
@@ -419,8 +436,10 @@ where
     Ok(observation)
 }
 
-/// How many list pages of one instance are read at once.
-const PAGE_CONCURRENCY: usize = 4;
+/// `future`'s output with its position in the input, for [`bounded`].
+async fn numbered<Fut: std::future::Future>(index: usize, future: Fut) -> (usize, Fut::Output) {
+    (index, future.await)
+}
 
 /// The most list pages one pass reads from one instance (1,000,000 users at 100 a page).
 /// A provider that reports a larger total, or whose cursor does not end by then, is an
@@ -439,9 +458,10 @@ pub(crate) fn page_fingerprint<'a>(ids: impl IntoIterator<Item = &'a str>) -> u6
 }
 
 /// Reads an offset-paged list. The first page tells the total and the page length the
-/// server grants; the remaining pages (at most [`MAX_PAGES`]) are then read a few at a
-/// time. `fetch(offset, limit)` returns one page's items and the total it reports; `id`
-/// names an item. An exactly full last page costs no extra call.
+/// server grants; the remaining pages (at most [`MAX_PAGES`]) are then read with up to
+/// `concurrency` (the instance's `max_concurrency`) in flight, each next page asked for
+/// as soon as one arrives. `fetch(offset, limit)` returns one page's items and the total
+/// it reports; `id` names an item. An exactly full last page costs no extra call.
 ///
 /// The provider's numbers are checked, never trusted: a total needing more than
 /// [`MAX_PAGES`] pages, a total that grows while the list is read, a page that repeats an
@@ -451,6 +471,7 @@ pub(crate) fn page_fingerprint<'a>(ids: impl IntoIterator<Item = &'a str>) -> u6
 pub(crate) async fn offset_pages<T, F, Fut>(
     instance: &str,
     limit: usize,
+    concurrency: usize,
     id: fn(&T) -> &str,
     fetch: F,
 ) -> Result<Vec<T>, ProviderError>
@@ -487,7 +508,7 @@ where
         let page = fetch(offset, granted);
         async move { (offset, page.await) }
     }))
-    .buffered(PAGE_CONCURRENCY);
+    .buffered(concurrency.max(1));
     while let Some((offset, page)) = pages.next().await {
         let (page, page_total) = page?;
         if page_total > total {
@@ -504,7 +525,7 @@ where
             // The list ended before the total said; check the pages already asked for,
             // then stop rather than read every page of an inflated total.
             checked_after_short += 1;
-            if checked_after_short >= PAGE_CONCURRENCY {
+            if checked_after_short >= concurrency.max(1) {
                 break;
             }
             continue;
@@ -646,8 +667,14 @@ mod tests {
         s
     }
 
+    /// The `max_concurrency` these tests read with.
+    const CONCURRENCY: usize = 8;
+
     async fn read(list: &FakeList, limit: usize) -> Result<Vec<String>, ProviderError> {
-        offset_pages("x", limit, id, |offset, limit| list.page(offset, limit)).await
+        offset_pages("x", limit, CONCURRENCY, id, |offset, limit| {
+            list.page(offset, limit)
+        })
+        .await
     }
 
     #[tokio::test]
@@ -676,7 +703,7 @@ mod tests {
         let list = FakeList::new(150, |_| 900_000);
         let items = read(&list, 100).await.unwrap();
         assert_eq!(items.len(), 150);
-        assert!(list.fetches.load(Ordering::Relaxed) <= 2 + 2 * PAGE_CONCURRENCY);
+        assert!(list.fetches.load(Ordering::Relaxed) <= 2 + 2 * CONCURRENCY);
     }
 
     #[tokio::test]
@@ -691,7 +718,7 @@ mod tests {
         let fetch = |_offset: usize, _limit: usize| async {
             Ok::<_, ProviderError>((vec!["a".to_string(), "b".to_string()], 10))
         };
-        let error = offset_pages("x", 2, id, fetch)
+        let error = offset_pages("x", 2, CONCURRENCY, id, fetch)
             .await
             .unwrap_err()
             .to_string();
@@ -708,11 +735,79 @@ mod tests {
             };
             Ok::<_, ProviderError>((items, 6))
         };
-        let error = offset_pages("x", 2, id, fetch)
+        let error = offset_pages("x", 2, CONCURRENCY, id, fetch)
             .await
             .unwrap_err()
             .to_string();
         assert!(error.contains("page at offset 2 was short"), "{error}");
+    }
+
+    /// Calls in flight now, and the most there were at once.
+    #[derive(Default)]
+    struct InFlight {
+        now: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    impl InFlight {
+        async fn during(&self, wait: std::time::Duration) {
+            let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(wait).await;
+            self.now.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn offset_pages_are_read_with_the_instances_concurrency() {
+        for concurrency in [1, 3, 8, 16] {
+            let flight = InFlight::default();
+            let flight = &flight;
+            let fetch = |offset: usize, limit: usize| async move {
+                flight.during(std::time::Duration::from_millis(20)).await;
+                let end = offset.saturating_add(limit).min(2000);
+                let items = (offset.min(end)..end).map(|i| format!("u{i}")).collect();
+                Ok::<_, ProviderError>((items, 2000))
+            };
+            let items = offset_pages("x", 100, concurrency, id, fetch)
+                .await
+                .unwrap();
+            assert_eq!(items.len(), 2000);
+            assert_eq!(
+                flight.most.load(Ordering::SeqCst),
+                concurrency,
+                "19 pages after the first, {concurrency} at a time"
+            );
+        }
+    }
+
+    /// One slow call does not hold the other slots: with a limit of 2, every other call
+    /// starts and ends while the first is still running (the first waits for the last to
+    /// start), and the results keep input order. Reading in rounds, or holding a slot until
+    /// the oldest call ends, would never start the third call: the test would time out.
+    #[tokio::test]
+    async fn bounded_starts_the_next_call_as_soon_as_any_one_finishes() {
+        let last_started = tokio::sync::Notify::new();
+        let last_started = &last_started;
+        let run = bounded((0..6).collect(), 2, |i: u64| async move {
+            match i {
+                0 => last_started.notified().await,
+                5 => last_started.notify_one(),
+                _ => tokio::task::yield_now().await,
+            }
+            i * 10
+        });
+        let results = tokio::time::timeout(std::time::Duration::from_secs(10), run)
+            .await
+            .expect("the quick calls went past the slow one");
+        assert_eq!(results, vec![0, 10, 20, 30, 40, 50]);
+        let flight = InFlight::default();
+        let flight = &flight;
+        bounded((0..20).collect(), 8, |_: u32| async move {
+            flight.during(std::time::Duration::from_millis(20)).await;
+        })
+        .await;
+        assert_eq!(flight.most.load(Ordering::SeqCst), 8);
     }
 
     fn account(status: &str) -> ObservedAccount {

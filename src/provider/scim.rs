@@ -207,6 +207,7 @@ impl Scim {
         offset_pages(
             self.instance(),
             self.page_size,
+            self.http.max_concurrency(),
             |u: &User| &u.id,
             |offset, count| self.page(offset, count),
         )

@@ -100,6 +100,7 @@ impl StatusApi {
         offset_pages(
             self.instance(),
             PAGE_SIZE,
+            self.http.max_concurrency(),
             |u: &User| &u.id,
             |offset, limit| self.page(offset, limit),
         )

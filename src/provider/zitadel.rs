@@ -131,6 +131,7 @@ impl Zitadel {
         offset_pages(
             self.instance(),
             PAGE_SIZE,
+            self.http.max_concurrency(),
             |u: &User| &u.id,
             |offset, limit| self.page(offset, limit),
         )
