@@ -23,6 +23,8 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 use url::Url;
 
+mod fast;
+
 /// The file at the root of the folder that defines provider instances.
 pub const PROVIDERS_FILE: &str = "providers.yaml";
 
@@ -174,30 +176,20 @@ fn validate(
         }
     };
 
-    let mut users = Vec::new();
-    let mut user_names = Vec::new();
-    for raw in files.iter().filter(|f| f.relative != providers_path) {
-        let file = names.show(&raw.relative);
-        let Some(text) = text_of(raw, &file, &mut problems) else {
-            continue;
-        };
-        if text::is_blank(text) {
-            problems.push(problem_at(
-                file,
-                "holds no users (only blank lines, comments or '---'): delete the file, or write `users: []` if it is meant to hold none",
-            ));
-            continue;
-        }
-        if let Some(node) = parse(text, &file, &mut problems) {
-            read_users(
-                &node,
-                &file,
-                &instances,
-                &mut users,
-                &mut user_names,
-                &mut problems,
-            );
-        }
+    let statuses = all_statuses();
+    let user_files: Vec<&RawFile> = files
+        .iter()
+        .filter(|f| f.relative != providers_path)
+        .collect();
+    let outcomes = in_parallel(&user_files, |raw| {
+        read_user_file(raw, &names.show(&raw.relative), &instances, &statuses)
+    });
+    let mut users = Vec::with_capacity(outcomes.iter().map(|o| o.read.users.len()).sum());
+    let mut user_names = Vec::with_capacity(users.capacity());
+    for outcome in outcomes {
+        users.extend(outcome.read.users);
+        user_names.extend(outcome.read.names);
+        problems.extend(outcome.problems);
     }
     check_unique_names(&user_names, &mut problems);
     check_unique_accounts(&users, &mut problems);
@@ -232,6 +224,132 @@ fn validate(
     });
     problems.dedup();
     Err(InvalidFolder { problems })
+}
+
+/// What reading one user file found: its users (none if it has a problem) and its
+/// problems.
+struct FileOutcome {
+    read: fast::FileUsers,
+    problems: Vec<Problem>,
+}
+
+/// Reads one user file: the fast path first, and the positioned path, which words every
+/// problem, whenever the fast path meets anything but a plainly valid file.
+fn read_user_file(
+    raw: &RawFile,
+    file: &str,
+    instances: &Instances,
+    statuses: &[&'static str],
+) -> FileOutcome {
+    let mut outcome = FileOutcome {
+        read: fast::FileUsers::default(),
+        problems: Vec::new(),
+    };
+    let problems = &mut outcome.problems;
+    let Some(text) = text_of(raw, file, problems) else {
+        return outcome;
+    };
+    if text::is_blank(text) {
+        problems.push(problem_at(
+            file.to_string(),
+            "holds no users (only blank lines, comments or '---'): delete the file, or write `users: []` if it is meant to hold none",
+        ));
+        return outcome;
+    }
+    if let Some(read) = fast::read_users(text, file, instances, statuses) {
+        outcome.read = read;
+        return outcome;
+    }
+    if let Some(node) = parse(text, file, problems) {
+        read_users(
+            &node,
+            file,
+            instances,
+            &mut outcome.read.users,
+            &mut outcome.read.names,
+            problems,
+        );
+    }
+    outcome
+}
+
+/// Runs `work` on every item on as many threads as the machine has cores (files are
+/// independent until the folder-wide rules), answering the results in item order.
+fn in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len());
+    if threads <= 1 {
+        return items.iter().map(work).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else {
+                            return done;
+                        };
+                        done.push((i, work(item)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| match worker.join() {
+                Ok(done) => done,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
+/// For the differential property test: reads user file `text` both ways against the
+/// instances of `providers`. `Ok(true)`: the fast path accepted it and both paths agree
+/// exactly (users, accounts, bounds, positions, names); `Ok(false)`: the fast path
+/// declined; `Err`: the paths disagree, or the fast path accepted a file the positioned
+/// path rejects.
+#[cfg(test)]
+pub(super) fn compare_paths(providers: &str, text: &str) -> Result<bool, String> {
+    let mut problems = Vec::new();
+    let instances = parse(providers, "providers.yaml", &mut problems)
+        .map(|node| read_providers(&node, "providers.yaml", &mut problems))
+        .unwrap_or_default();
+    let statuses = all_statuses();
+    let Some(fast) = fast::read_users(text, "people.yaml", &instances, &statuses) else {
+        return Ok(false);
+    };
+    let mut slow = fast::FileUsers::default();
+    let mut problems = Vec::new();
+    if let Some(node) = parse(text, "people.yaml", &mut problems) {
+        read_users(
+            &node,
+            "people.yaml",
+            &instances,
+            &mut slow.users,
+            &mut slow.names,
+            &mut problems,
+        );
+    }
+    if !problems.is_empty() {
+        return Err(format!(
+            "the fast path accepted a file with problems: {problems:?}"
+        ));
+    }
+    let (fast, slow) = (
+        format!("{:?} {:?}", fast.users, fast.names),
+        format!("{:?} {:?}", slow.users, slow.names),
+    );
+    if fast != slow {
+        return Err(format!("fast: {fast}\nslow: {slow}"));
+    }
+    Ok(true)
 }
 
 /// A file's text, or its problem (encoding, control characters, a second document).

@@ -6,6 +6,8 @@ mod bounds;
 mod folder;
 mod load;
 mod secrets;
+#[doc(hidden)]
+pub mod synthetic;
 mod text;
 mod yaml;
 
