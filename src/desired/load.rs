@@ -165,7 +165,7 @@ fn validate(
             // Not when reading it failed, or a limit stopped the walk before it.
             let explained = problems
                 .iter()
-                .any(|p| p.location.file == providers_file || p.location.file == names.root());
+                .any(|p| *p.location.file == *providers_file || *p.location.file == *names.root());
             if !explained {
                 problems.push(problem_at(
                     providers_file.clone(),
@@ -211,7 +211,7 @@ fn validate(
     problems.sort_by(|a, b| {
         let key = |p: &Problem| {
             (
-                order.get(&p.location.file).copied().unwrap_or(usize::MAX),
+                order.get(&*p.location.file).copied().unwrap_or(usize::MAX),
                 // A file's "N more problems" line closes its problems.
                 p.message.ends_with(HIDDEN_SUFFIX),
                 p.location.line,
@@ -370,7 +370,7 @@ fn parse(text: &str, file: &str, problems: &mut Vec<Problem>) -> Option<Node> {
     if let Some((line, column)) = past_value_limit(text, MAX_VALUES_PER_FILE) {
         problems.push(Problem {
             location: Location {
-                file: file.to_string(),
+                file: file.into(),
                 line,
                 column,
             },
@@ -410,7 +410,7 @@ fn parse(text: &str, file: &str, problems: &mut Vec<Problem>) -> Option<Node> {
             let (line, column) = marker.map(|m| (m.line(), m.column())).unwrap_or((0, 0));
             problems.push(Problem {
                 location: Location {
-                    file: file.to_string(),
+                    file: file.into(),
                     line,
                     column,
                 },
@@ -1114,7 +1114,7 @@ fn read_account(
 /// rest are counted in one closing line per file when it is dropped.
 struct Capped<'a> {
     problems: &'a mut Vec<Problem>,
-    per_file: BTreeMap<String, (usize, usize)>,
+    per_file: BTreeMap<std::sync::Arc<str>, (usize, usize)>,
 }
 
 impl<'a> Capped<'a> {
@@ -1149,10 +1149,14 @@ impl Drop for Capped<'_> {
     }
 }
 
+/// A map with a fast hasher, seeded per process.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// A user name is used once across the folder.
 fn check_unique_names(names: &[(String, Location)], problems: &mut Vec<Problem>) {
     let mut problems = Capped::new(problems);
-    let mut first_use: HashMap<&str, &Location> = HashMap::new();
+    let mut first_use: FastMap<&str, &Location> = FastMap::default();
+    first_use.reserve(names.len());
     for (name, location) in names {
         match first_use.get(name.as_str()) {
             Some(first) => problems.push(Problem {
@@ -1169,7 +1173,8 @@ fn check_unique_names(names: &[(String, Location)], problems: &mut Vec<Problem>)
 /// A provider account (instance + id) is claimed by one user only.
 fn check_unique_accounts(users: &[User], problems: &mut Vec<Problem>) {
     let mut problems = Capped::new(problems);
-    let mut claimed: HashMap<(&str, &str), (&str, &Location)> = HashMap::new();
+    let mut claimed: FastMap<(&str, &str), (&str, &Location)> = FastMap::default();
+    claimed.reserve(users.iter().map(|u| u.accounts.len()).sum());
     for user in users {
         for account in &user.accounts {
             let key = (account.instance.as_str(), account.id.as_str());

@@ -156,7 +156,7 @@ fn check_positions(
         let location = &problem.location;
         prop_assert!(!problem.message.is_empty());
         prop_assert!(
-            location.file == root || location.file.starts_with(&format!("{root}/")),
+            *location.file == *root || location.file.starts_with(&format!("{root}/")),
             "{problem}"
         );
         if location.line == 0 {

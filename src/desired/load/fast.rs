@@ -17,6 +17,7 @@ use super::super::yaml::MAX_VALUES_PER_FILE;
 use super::super::{Account, Bounds, Location, User};
 use super::{Instances, ACCOUNT_KEYS, USER_KEYS};
 use crate::status::Status;
+use std::sync::Arc;
 use time::OffsetDateTime;
 use yaml_rust2::parser::{Event, Parser};
 
@@ -50,7 +51,7 @@ pub fn read_users(
     }
     events.expect(|e| matches!(e, Event::SequenceStart(0, None)))?;
     let reader = UserReader {
-        file,
+        file: file.into(),
         instances,
         statuses,
     };
@@ -235,7 +236,7 @@ impl<'m> Own<'m> {
 }
 
 struct UserReader<'a> {
-    file: &'a str,
+    file: Arc<str>,
     instances: &'a Instances,
     statuses: &'a [&'static str],
 }
@@ -243,7 +244,7 @@ struct UserReader<'a> {
 impl UserReader<'_> {
     fn location(&self, line: usize, column: usize) -> Location {
         Location {
-            file: self.file.to_string(),
+            file: Arc::clone(&self.file),
             line,
             column,
         }
@@ -328,10 +329,9 @@ impl UserReader<'_> {
             return None;
         }
         let kind = (*self.instances.kinds.get(instance.text.as_str())?)?;
-        let status = own_status.or(default_status)?;
-        if !kind.statuses.contains(&status) {
-            return None;
-        }
+        // The kind's own name for a status it accepts: no string per account.
+        let accepted = |s: &str| kind.statuses.iter().copied().find(|k| *k == s);
+        let status = accepted(own_status.or(default_status)?)?;
         let effective = own.over(user_bounds);
         if (own.from.is_some() || own.until.is_some()) && !effective.in_order() {
             return None;
@@ -341,21 +341,21 @@ impl UserReader<'_> {
         {
             return None;
         }
-        let fits = |s: Option<&str>| s.is_none_or(|s| kind.statuses.contains(&s));
-        if !fits(effective.then) || !fits(effective.before) {
-            return None;
-        }
-        let status_of = |s: Option<&str>| s.map_or_else(Status::inactive, Status::new);
+        let status_of = |s: Option<&str>| match s {
+            None => Some(Status::inactive()),
+            Some(s) => accepted(s).map(Status::from_static),
+        };
+        let bounds = Bounds {
+            from: effective.from,
+            until: effective.until,
+            before: status_of(effective.before)?,
+            then: status_of(effective.then)?,
+        };
         Some(Account {
             instance: instance.text.clone(),
             id: id.text.clone(),
-            status: Status::new(status),
-            bounds: Bounds {
-                from: effective.from,
-                until: effective.until,
-                before: status_of(effective.before),
-                then: status_of(effective.then),
-            },
+            status: Status::from_static(status),
+            bounds,
             location: self.location(id.line, id.column),
         })
     }
