@@ -4,11 +4,11 @@
 //! [`crate::apply::WriteAccess`], so no write call can even be expressed here.
 
 use crate::desired::DesiredState;
+use crate::model::{AccountObservation, Inventory};
 use crate::plan::{InstanceObservation, PlanError, FORMAT_VERSION};
-use crate::provider::AccountObservation;
 use crate::status::Status;
 use serde::{Serialize, Serializer};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use time::OffsetDateTime;
 
 /// The `roster status` document (contract section 8).
@@ -17,11 +17,93 @@ pub struct StatusReport {
     pub format_version: u32,
     /// Sorted by user, then provider, then account id.
     pub accounts: Vec<AccountStatus>,
-    /// Accounts a provider holds that no file claims. `--unmanaged` is not implemented
-    /// yet, so this is always empty; it is kept so the document has the contract's shape.
-    pub unmanaged: Vec<serde_json::Value>,
+    /// With `--unmanaged`: accounts a provider holds that no file claims, sorted by
+    /// provider, then account id. Empty without it.
+    pub unmanaged: Vec<Unmanaged>,
+    /// With `--unmanaged`: instances that cannot list all their accounts, so their
+    /// unmanaged accounts are unknown rather than none. Left out of JSON when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_listed: Vec<NotListed>,
+    /// Whether unmanaged accounts were asked for, so that an empty list can be told
+    /// apart from a question nobody asked.
+    #[serde(skip)]
+    pub unmanaged_listed: bool,
     /// Instances or accounts that could not be read, as in a plan.
     pub errors: Vec<PlanError>,
+}
+
+/// An account a provider holds that no file in the folder claims.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Unmanaged {
+    pub provider: String,
+    pub account_id: String,
+    /// The login, else the email address, where the API gives one.
+    pub login: Option<String>,
+    pub live: Status,
+}
+
+/// An instance whose kind (or settings) cannot list every account it holds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotListed {
+    pub provider: String,
+    pub reason: String,
+}
+
+/// What listing every account of one instance gave: the list, or why it failed.
+pub type InstanceInventory = Result<Inventory, String>;
+
+impl StatusReport {
+    /// Adds the accounts of `inventories` that no file of `desired` claims (under their
+    /// id or any alias), the instances that cannot list, and listing failures as errors.
+    /// `desired` is the whole folder, not a `USER...` selection: an account another
+    /// user's file claims is managed.
+    pub fn add_unmanaged(
+        &mut self,
+        desired: &DesiredState,
+        inventories: &BTreeMap<String, InstanceInventory>,
+    ) {
+        let claimed: HashSet<(&str, &str)> = desired
+            .users
+            .iter()
+            .flat_map(|u| u.accounts.iter())
+            .map(|a| (a.instance.as_str(), a.id.as_str()))
+            .collect();
+        self.unmanaged_listed = true;
+        for (instance, inventory) in inventories {
+            match inventory {
+                Err(message) => self.errors.push(PlanError {
+                    provider: instance.clone(),
+                    user: None,
+                    account_id: None,
+                    message: format!("listing every account failed: {message}"),
+                }),
+                Ok(Inventory::CannotList { reason }) => self.not_listed.push(NotListed {
+                    provider: instance.clone(),
+                    reason: reason.clone(),
+                }),
+                Ok(Inventory::Listed(held)) => {
+                    for account in held {
+                        let is_claimed = std::iter::once(&account.id)
+                            .chain(&account.aliases)
+                            .any(|key| claimed.contains(&(instance.as_str(), key.as_str())));
+                        if !is_claimed {
+                            self.unmanaged.push(Unmanaged {
+                                provider: instance.clone(),
+                                account_id: account.id.clone(),
+                                login: account.login.clone().or_else(|| account.email.clone()),
+                                live: account.live.status.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        self.unmanaged.sort();
+        self.unmanaged.dedup();
+        self.errors.sort_by(|a, b| {
+            (&a.provider, &a.user, &a.account_id).cmp(&(&b.provider, &b.user, &b.account_id))
+        });
+    }
 }
 
 /// One account of the folder: desired (at the report's instant) beside live.
@@ -96,6 +178,8 @@ pub fn compute(
         format_version: FORMAT_VERSION,
         accounts: Vec::new(),
         unmanaged: Vec::new(),
+        not_listed: Vec::new(),
+        unmanaged_listed: false,
         errors: Vec::new(),
     };
     let by_instance = desired.accounts_by_instance();
@@ -161,7 +245,7 @@ impl StatusReport {
 mod tests {
     use super::*;
     use crate::desired::{Account, Bounds, Location, User};
-    use crate::provider::{Observation, ObservedAccount};
+    use crate::model::{Observation, ObservedAccount};
 
     fn state() -> DesiredState {
         let account = |instance: &str, id: &str, status: &str| Account {
@@ -266,5 +350,70 @@ mod tests {
         assert_eq!(only_users(&state(), &[]).unwrap().users.len(), 2);
         let error = only_users(&state(), &["amy".into(), "bob".into()]).unwrap_err();
         assert_eq!(error.to_string(), "no such user in the folder: bob");
+    }
+
+    #[test]
+    fn unmanaged_lists_exactly_the_accounts_no_file_claims() {
+        use crate::model::HeldAccount;
+        let held =
+            |id: &str, alias: Option<&str>, login: Option<&str>, email: Option<&str>| HeldAccount {
+                id: id.into(),
+                aliases: alias.map(String::from).into_iter().collect(),
+                login: login.map(String::from),
+                email: email.map(String::from),
+                live: ObservedAccount::new(Status::active()),
+            };
+        let inventories: BTreeMap<String, InstanceInventory> = [
+            (
+                "h".to_string(),
+                Ok(Inventory::Listed(vec![
+                    held("u-9", None, None, Some("x@example.com")),
+                    held("u-1", Some("a1"), Some("amy"), None),
+                    held("z1", None, Some("zoe"), None),
+                    held("u-0", None, Some("ghost"), Some("g@example.com")),
+                ])),
+            ),
+            (
+                "p".to_string(),
+                Ok(Inventory::CannotList {
+                    reason: "set tenant_id".into(),
+                }),
+            ),
+            ("q".to_string(), Err("HTTP 500".to_string())),
+        ]
+        .into_iter()
+        .collect();
+        let at = crate::desired::parse_instant("2026-12-01T00:00:00Z").unwrap();
+        let mut report = compute(&state(), &BTreeMap::new(), at, false);
+        report.add_unmanaged(&state(), &inventories);
+        let rows: Vec<(&str, &str, Option<&str>)> = report
+            .unmanaged
+            .iter()
+            .map(|u| {
+                (
+                    u.provider.as_str(),
+                    u.account_id.as_str(),
+                    u.login.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("h", "u-0", Some("ghost")),
+                ("h", "u-9", Some("x@example.com")),
+            ],
+            "claimed by id (z1) or by alias (a1) is managed; the login wins over the email"
+        );
+        assert_eq!(
+            report.not_listed,
+            [NotListed {
+                provider: "p".into(),
+                reason: "set tenant_id".into()
+            }]
+        );
+        assert_eq!(report.errors.len(), 1);
+        assert_eq!(report.errors[0].provider, "q");
+        assert_eq!(report.exit_code(), 1);
     }
 }

@@ -226,6 +226,10 @@ pub struct StatusArgs {
     /// Only the accounts whose live status differs from the desired one.
     #[arg(long)]
     pub drift_only: bool,
+    /// Also list the accounts each instance holds that no file claims (kinds that can
+    /// list all their accounts; an acronis instance needs `tenant_id`).
+    #[arg(long)]
+    pub unmanaged: bool,
 }
 
 #[derive(Args, Debug)]
@@ -712,9 +716,12 @@ async fn plan(args: PlanArgs) -> anyhow::Result<u8> {
 /// `roster status`: reads through the same path as `plan` (no write access exists
 /// here), only the accounts of the selected users, at the selected instances.
 async fn status(args: StatusArgs) -> anyhow::Result<u8> {
-    let (desired, providers, progress) = prepare(&args.folder)?;
-    let desired = crate::access::only_users(&desired, &args.users)?;
-    let providers: Providers = providers
+    let (folder, providers, progress) = prepare(&args.folder)?;
+    let desired = crate::access::only_users(&folder, &args.users)?;
+    // Every selected instance is listed with --unmanaged, even one no selected user has
+    // an account at: its accounts may all be unmanaged.
+    let listed = providers.clone();
+    let observed: Providers = providers
         .into_iter()
         .filter(|(name, _)| {
             desired
@@ -723,17 +730,33 @@ async fn status(args: StatusArgs) -> anyhow::Result<u8> {
                 .any(|u| u.accounts.iter().any(|a| &a.instance == name))
         })
         .collect();
-    let observed = reconcile::observe_all(&desired, &providers).await;
+    let (observations, inventories) = if args.unmanaged {
+        futures::join!(
+            reconcile::observe_all(&desired, &observed),
+            reconcile::inventory_all(&listed)
+        )
+    } else {
+        (
+            reconcile::observe_all(&desired, &observed).await,
+            std::collections::BTreeMap::new(),
+        )
+    };
     progress.finish();
-    let report = crate::access::compute(
+    let mut report = crate::access::compute(
         &desired,
-        &observed,
+        &observations,
         time::OffsetDateTime::now_utc(),
         args.drift_only,
     );
+    if args.unmanaged {
+        report.add_unmanaged(&folder, &inventories);
+    }
     print(&report::render_status(&report, args.format))?;
     if args.format == StatusFormat::Csv && !report.errors.is_empty() {
         eprint!("error: not read:\n{}", report::status_errors_text(&report));
+    }
+    if args.format == StatusFormat::Csv && !report.not_listed.is_empty() {
+        eprint!("note: cannot list:\n{}", report::not_listed_text(&report));
     }
     Ok(report.exit_code())
 }

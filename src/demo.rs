@@ -252,7 +252,26 @@ pub async fn run() -> Result<String, DemoError> {
     out.push_str(&report::plan_text(&again, &[]));
     let _ = writeln!(
         out,
-        "\nThe simulators received {writes} write calls in all; the second plan made none.\nTry it on your own folder: roster validate, roster plan, roster apply (see README.md)."
+        "\nThe simulators received {writes} write calls in all; the second plan made none."
+    );
+
+    let _ = writeln!(
+        out,
+        "\n== 4. roster status --drift-only --unmanaged: who has access the folder does not say ==\n"
+    );
+    let (observed, inventories) = futures::join!(
+        reconcile::observe_all(&desired, &providers),
+        reconcile::inventory_all(&providers)
+    );
+    let mut status =
+        crate::access::compute(&desired, &observed, time::OffsetDateTime::now_utc(), true);
+    status.add_unmanaged(&desired, &inventories);
+    out.push_str(&report::render_status(&status, report::StatusFormat::Text));
+    out.push_str(
+        "\nDrift left after apply is what the providers refuse (see Blocked above); unmanaged\n\
+         accounts are held at a provider but claimed by no file: declare them, or offboard them.\n\
+         Try it on your own folder: roster validate, roster plan, roster apply, roster status\n\
+         (see README.md).\n",
     );
     for (_, sim) in simulators {
         sim.shutdown().await;
@@ -333,7 +352,7 @@ fn write_providers(
         for (key, value) in &instance.settings {
             let _ = writeln!(yaml, "    {key}: \"{value}\"");
         }
-        if instance.kind.auth == crate::provider::AuthStyle::ClientCredentials {
+        if instance.kind.auth == crate::model::AuthStyle::ClientCredentials {
             let id = workdir.join(format!("{name}.client-id"));
             std::fs::write(&id, "roster-client")?;
             let _ = writeln!(

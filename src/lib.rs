@@ -14,6 +14,7 @@ pub mod desired;
 pub mod escape;
 pub mod lease;
 pub mod lock;
+pub mod model;
 pub mod notify;
 pub mod plan;
 pub mod progress;

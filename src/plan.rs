@@ -2,7 +2,8 @@
 //! Every executor (`plan`'s dry run, `apply`, the daemon) consumes this same type.
 
 use crate::desired::DesiredState;
-use crate::provider::{AccountObservation, Observation};
+pub use crate::model::Change;
+use crate::model::{AccountObservation, Observation};
 use crate::status::Status;
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -86,22 +87,6 @@ pub fn format_utc(at: OffsetDateTime) -> String {
 
 fn rfc3339_utc<S: Serializer>(at: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&format_utc(*at))
-}
-
-/// One status change: a single write call.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Change {
-    pub provider: String,
-    pub user: String,
-    pub account_id: String,
-    pub from: Status,
-    pub to: Status,
-    /// The user's `reason`, sent where an API takes a comment.
-    #[serde(skip)]
-    pub reason: Option<String>,
-    /// The revision read with the status (Acronis `version`), for optimistic concurrency.
-    #[serde(skip)]
-    pub revision: Option<u64>,
 }
 
 /// A change the provider is known to refuse, with the reason.
@@ -283,7 +268,7 @@ impl Plan {
 mod tests {
     use super::*;
     use crate::desired::{Account, Bounds, Location, User};
-    use crate::provider::{ObservedAccount, Refusal, RefusalScope};
+    use crate::model::{ObservedAccount, Refusal, RefusalScope};
 
     /// A desired state whose users each have one account: (user, instance, id, status).
     fn desired(accounts: &[(&str, &str, &str, &str)]) -> DesiredState {

@@ -110,3 +110,17 @@ pub async fn plan_live(desired: &DesiredState, providers: &Providers, time: Plan
     let observed = observe_all(desired, providers).await;
     plan::compute(desired, &observed, time)
 }
+
+/// Lists every account of every connected instance concurrently, for `status
+/// --unmanaged`: read-only, like [`observe_all`].
+pub async fn inventory_all(
+    providers: &Providers,
+) -> BTreeMap<String, crate::access::InstanceInventory> {
+    let reads = providers.iter().map(|(name, provider)| async move {
+        (
+            name.clone(),
+            provider.inventory().await.map_err(|e| e.to_string()),
+        )
+    });
+    futures::future::join_all(reads).await.into_iter().collect()
+}

@@ -561,6 +561,23 @@ async fn demo_converges_across_five_kinds() {
         "the demo shows its scheduled leaver: {}",
         run.stdout
     );
+    let status = run
+        .stdout
+        .split("== 4. roster status --drift-only --unmanaged")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the demo ends with a status view: {}", run.stdout));
+    assert!(
+        status.contains(
+            "kim.lee\n  ! atlan  7d8e9f0a-1b2c-4d3e-4f5a-6b7c8d9e0f1a  desired inactive  live active  drift\n"
+        ),
+        "after apply only the refused change drifts: {status}"
+    );
+    for instance in ["acronis", "atlan", "helpdesk", "portal", "zitadel"] {
+        assert!(
+            status.contains(&format!("\n  ? {instance} ")),
+            "the accounts in no file are listed as unmanaged at {instance}: {status}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -188,3 +188,94 @@ async fn an_instance_that_cannot_be_read_exits_1_after_printing_the_rest() {
         csv.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmanaged_lists_exactly_the_accounts_no_file_claims() {
+    let mut world = World::new();
+    let mut carla = user("c-uuid", "active");
+    carla.name = "carla".into();
+    let mut eve = user("e-uuid", "inactive");
+    eve.name = "eve".into();
+    world
+        .add(
+            "helpdesk",
+            SimConfig::new(SimKind::StatusApi, vec![user("ana", "active"), carla, eve]),
+            "",
+        )
+        .await;
+    world
+        .add(
+            "portal",
+            SimConfig::new(
+                SimKind::SuspendApi,
+                vec![user("p-ana", "inactive"), user("p-zed", "active")],
+            ),
+            "",
+        )
+        .await;
+    world
+        .add(
+            "backup",
+            SimConfig::new(SimKind::Acronis, vec![user("b-ana", "active")]),
+            "",
+        )
+        .await;
+    world.write(
+        "people.yaml",
+        "users:
+  - name: ana
+    status: active
+    accounts: { helpdesk: ana, portal: p-ana, backup: b-ana }
+  - name: carla
+    status: active
+    accounts: { helpdesk: carla }
+",
+    );
+    let json = world
+        .roster(&["status", "--unmanaged", "--format", "json", "desired-state"])
+        .await;
+    assert_eq!(json.code, 0, "nothing failed to read: {json:?}");
+    let doc = json.json();
+    assert_eq!(
+        doc["unmanaged"],
+        serde_json::json!([
+            {"provider": "helpdesk", "account_id": "e-uuid", "login": "eve", "live": "inactive"},
+            {"provider": "portal", "account_id": "p-zed", "login": "p-zed-name", "live": "active"}
+        ]),
+        "carla is claimed by her identifier, ana everywhere by id; suspend-api gives an email (its simulator serves the name there) and no login: {doc}"
+    );
+    assert_eq!(
+        doc["not_listed"][0]["provider"], "backup",
+        "an acronis instance without tenant_id says it cannot list: {doc}"
+    );
+
+    // A user filter narrows the accounts, never what counts as claimed.
+    let text = world
+        .roster(&["status", "--unmanaged", "desired-state", "ana"])
+        .await;
+    assert_eq!(text.code, 0, "{text:?}");
+    assert!(!text.stdout.contains("carla\n"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("  ? helpdesk  e-uuid  eve"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        !text.stdout.contains("c-uuid"),
+        "carla's account is claimed by a file even when only ana is shown: {}",
+        text.stdout
+    );
+    assert!(
+        text.stdout
+            .contains("  backup: unmanaged accounts unknown: "),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains(", 2 unmanaged, 0 errors."),
+        "{}",
+        text.stdout
+    );
+    let writes: usize = world.sims.values().map(|s| s.write_count()).sum();
+    assert_eq!(writes, 0, "status never writes");
+}

@@ -2,7 +2,7 @@
 //! OpenMetrics text format by `/metrics`. Names carry the `roster_` prefix; counters end
 //! in `_total` and durations in `_seconds` (the encoder adds both suffixes).
 
-use super::instance::{PassResult, Reason};
+use super::pass::{PassResult, Reason};
 use crate::apply::{ApplyReport, Outcome};
 use crate::notify::NotificationCounts;
 use crate::provider::RequestObserver;

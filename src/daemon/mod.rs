@@ -9,6 +9,7 @@
 
 pub mod instance;
 pub mod metrics;
+pub mod pass;
 pub mod server;
 pub mod watch;
 

@@ -4,7 +4,7 @@
 
 use super::yaml::{suggest, FileReader};
 use super::Bounds;
-use crate::provider::KindSpec;
+use crate::model::KindSpec;
 use crate::status::Status;
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 use marked_yaml::Span;

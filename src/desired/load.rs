@@ -13,7 +13,8 @@ use super::{
     Account, AuthConfig, DesiredState, InstanceConfig, InvalidFolder, Location, Problem,
     SecretSource, User,
 };
-use crate::provider::{self, AuthStyle, KindSpec};
+use crate::model::{AuthStyle, KindSpec};
+use crate::provider;
 use crate::status::Status;
 use marked_yaml::types::MarkedMappingNode;
 use marked_yaml::{LoaderOptions, Node};
@@ -479,9 +480,12 @@ fn valid_instance_name(name: &str) -> bool {
 
 fn read_kind(r: &mut FileReader, map: &MarkedMappingNode, what: &str) -> Option<&'static KindSpec> {
     let kind = r.required(map, "kind", what)?;
-    let found = provider::kind(kind.as_str());
+    let found = provider::specs()
+        .iter()
+        .copied()
+        .find(|k| k.name == kind.as_str());
     if found.is_none() {
-        let names: Vec<&str> = provider::kinds().iter().map(|k| k.name).collect();
+        let names: Vec<&str> = provider::specs().iter().map(|k| k.name).collect();
         let hint = suggest(kind.as_str(), &names)
             .map(|s| format!(" (did you mean '{s}'?)"))
             .unwrap_or_default();
@@ -983,7 +987,7 @@ struct UserDefaults<'u, 'n> {
 }
 
 fn all_statuses() -> Vec<&'static str> {
-    let mut all: Vec<&str> = provider::kinds()
+    let mut all: Vec<&str> = provider::specs()
         .iter()
         .flat_map(|k| k.statuses.iter().copied())
         .collect();

@@ -19,7 +19,7 @@ pub use folder::{MAX_DEPTH, MAX_ENTRIES, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
 pub use load::{load, load_files};
 pub use yaml::{MAX_PROBLEMS_PER_FILE, MAX_VALUES_PER_FILE};
 
-use crate::provider::KindSpec;
+use crate::model::KindSpec;
 use crate::status::Status;
 use std::collections::BTreeMap;
 use std::fmt;

@@ -7,11 +7,10 @@ use super::http::{
     RetryPolicy, Transport,
 };
 use super::{
-    already_note, api_error, bounded, parse_json, AccountObservation, Connect, ConnectError,
-    KindSpec, Listed, Observation, ObservedAccount, Provider, ProviderError, ResolvedAuth,
-    WriteAccess, WriteOutcome,
+    already_note, api_error, bounded, lenient_text, parse_json, text_of, Change, Connect,
+    ConnectError, HeldAccount, Inventory, Kind, KindSpec, Listed, Observation, ObservedAccount,
+    Provider, ProviderError, ResolvedAuth, Setting, WriteAccess, WriteOutcome,
 };
-use crate::plan::Change;
 use crate::secret::Secret;
 use async_trait::async_trait;
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
@@ -24,13 +23,23 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
 use url::Url;
 
-pub static KIND: KindSpec = KindSpec {
-    name: "acronis",
-    statuses: &["active", "inactive"],
-    auth: super::AuthStyle::ClientCredentials,
-    settings: &[],
+pub static KIND: Kind = Kind {
+    spec: KindSpec {
+        name: "acronis",
+        statuses: &["active", "inactive"],
+        auth: super::AuthStyle::ClientCredentials,
+        // The tenant whose users `status --unmanaged` and `import` list; reconciling
+        // needs no tenant, since it reads the accounts the folder names by id.
+        settings: &[Setting {
+            key: "tenant_id",
+            required: false,
+        }],
+    },
     connect,
 };
+
+/// Why an instance without `tenant_id` cannot list its accounts.
+const NO_TENANT: &str = "an acronis instance lists its accounts only with the `tenant_id` setting (the tenant whose users to list); add it to the instance in providers.yaml";
 
 /// The most ids one batch read may carry.
 const BATCH: usize = 100;
@@ -72,7 +81,8 @@ fn connect(cx: Connect) -> Result<Arc<dyn Provider>, ConnectError> {
         observer: cx.observer.clone(),
     });
     let http = cx.http(tokens.clone(), HeaderMap::new(), Vec::new())?;
-    Ok(Arc::new(Acronis { http }))
+    let tenant_id = cx.instance.setting("tenant_id").map(str::to_string);
+    Ok(Arc::new(Acronis { http, tenant_id }))
 }
 
 /// One access token per instance, shared by every request, fetched lazily and renewed
@@ -257,6 +267,8 @@ impl Credentials for TokenSource {
 
 struct Acronis {
     http: HttpClient,
+    /// The optional `tenant_id` setting: without it the instance cannot list.
+    tenant_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -264,11 +276,40 @@ struct Batch {
     items: Vec<User>,
 }
 
+/// `GET /api/2/tenants/{tenant_id}/users`: the ids of the tenant's users.
+#[derive(Deserialize)]
+struct TenantUsers {
+    items: Vec<String>,
+}
+
 #[derive(Deserialize)]
 struct User {
     id: String,
     enabled: bool,
     version: u64,
+    /// Identity for `inventory`, read leniently; never needed to reconcile.
+    #[serde(default, deserialize_with = "lenient_text")]
+    login: Option<String>,
+    #[serde(default)]
+    contact: Option<serde_json::Value>,
+}
+
+impl User {
+    /// `contact.email`, where the user has one.
+    fn email(&self) -> Option<String> {
+        text_of(self.contact.as_ref()?.get("email"))
+    }
+}
+
+/// A user as `inventory` reports it: `login` and `contact.email`, where present.
+fn held(user: &User) -> HeldAccount {
+    HeldAccount {
+        id: user.id.clone(),
+        aliases: Vec::new(),
+        login: user.login.clone(),
+        email: user.email(),
+        live: observed(user),
+    }
 }
 
 #[derive(Deserialize)]
@@ -293,6 +334,17 @@ fn observed(user: &User) -> ObservedAccount {
         refusal: None,
         revision: Some(user.version),
     }
+}
+
+/// Parses a tenant's user list: the ids, each once, in the order given.
+fn parse_tenant_users(instance: &str, body: &[u8]) -> Result<Vec<String>, ProviderError> {
+    let list: TenantUsers = parse_json(instance, "tenant user list", body)?;
+    let mut seen = std::collections::HashSet::new();
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|id| seen.insert(id.clone()))
+        .collect())
 }
 
 /// Parses a batch read: the users found (unknown ids are simply absent).
@@ -325,6 +377,54 @@ impl Acronis {
         parse_batch(self.instance(), &response.body)
     }
 
+    /// Reads the users with these ids: batches of [`BATCH`], a few at once, and one by
+    /// one an id with a comma (it cannot travel in `uuids=`). Unknown ids are absent from
+    /// the answer. The one place that knows how to read many Acronis users, shared by
+    /// `observe` and `inventory`.
+    async fn read_users(&self, ids: &[String]) -> Result<Vec<User>, ProviderError> {
+        let (batchable, single): (Vec<&String>, Vec<&String>) =
+            ids.iter().partition(|id| !id.contains(','));
+        let chunks: Vec<String> = batchable
+            .chunks(BATCH)
+            .map(|c| c.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","))
+            .collect();
+        let mut users = Vec::new();
+        for batch in bounded(chunks, 4, |ids| self.batch(ids)).await {
+            users.extend(batch?);
+        }
+        for id in single {
+            match self.read_one(id).await {
+                // Keyed by the id asked for, as a targeted read answers for exactly it.
+                Ok(user) => users.push(User {
+                    id: id.clone(),
+                    ..user
+                }),
+                Err(ProviderError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(users)
+    }
+
+    /// The ids of the users of `tenant`.
+    async fn tenant_users(&self, tenant: &str) -> Result<Vec<String>, ProviderError> {
+        let request = ApiRequest::get(&["api", "2", "tenants", tenant, "users"]);
+        let response = self.http.read(request).await?;
+        if response.status.as_u16() == 404 {
+            return Err(ProviderError::Api {
+                instance: self.instance().to_string(),
+                status: 404,
+                message: format!(
+                    "tenant {tenant:?} not found: check the instance's `tenant_id` in providers.yaml"
+                ),
+            });
+        }
+        if !response.is_success() {
+            return Err(self.error(&response, "users"));
+        }
+        parse_tenant_users(self.instance(), &response.body)
+    }
+
     async fn read_one(&self, id: &str) -> Result<User, ProviderError> {
         let response = self
             .http
@@ -352,36 +452,33 @@ impl Acronis {
 #[async_trait]
 impl Provider for Acronis {
     async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
-        // An id with a comma cannot travel in `uuids=`; it is read on its own.
-        let (batchable, single): (Vec<&String>, Vec<&String>) =
-            accounts.iter().partition(|id| !id.contains(','));
-        let chunks: Vec<String> = batchable
-            .chunks(BATCH)
-            .map(|c| c.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","))
-            .collect();
-        let mut observation = Observation::default();
-        let mut users = Vec::new();
-        for batch in bounded(chunks, 4, |ids| self.batch(ids)).await {
-            users.extend(batch?);
-        }
+        let users = self.read_users(accounts).await?;
         // One id twice in the answers is ambiguous: a failed entry, never a pick.
         let listed = users
             .iter()
             .enumerate()
             .map(|(record, user)| Listed::by_id(record, user.id.clone(), observed(user)));
-        observation.accounts = Observation::of_listed(accounts, listed).accounts;
-        for id in single {
-            match self.read_one(id).await {
-                Ok(user) => {
-                    observation
-                        .accounts
-                        .insert(id.clone(), AccountObservation::Found(observed(&user)));
-                }
-                Err(ProviderError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(observation)
+        Ok(Observation::of_listed(accounts, listed))
+    }
+
+    /// Lists the tenant's user ids, then reads them in batches. Without `tenant_id` the
+    /// instance cannot list, and says so rather than pretending it holds no one.
+    async fn inventory(&self) -> Result<Inventory, ProviderError> {
+        let Some(tenant) = &self.tenant_id else {
+            return Ok(Inventory::CannotList {
+                reason: NO_TENANT.to_string(),
+            });
+        };
+        let ids = self.tenant_users(tenant).await?;
+        let users = self.read_users(&ids).await?;
+        let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+        Ok(Inventory::Listed(
+            users
+                .iter()
+                .filter(|u| wanted.contains(u.id.as_str()))
+                .map(held)
+                .collect(),
+        ))
     }
 
     async fn set_status(
@@ -526,7 +623,7 @@ mod token_metrics {
         let sim = Simulator::start(config.clone()).await.expect("simulator");
         let instance = InstanceConfig {
             name: "backup".into(),
-            kind: &KIND,
+            kind: &KIND.spec,
             base_url: Url::parse(&sim.base_url()).expect("url"),
             auth: AuthConfig::ClientCredentials {
                 client_id: SecretSource::Env("UNUSED".into()),

@@ -6,10 +6,10 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    api_error, offset_pages, parse_json, Connect, ConnectError, KindSpec, Listed, Observation,
-    ObservedAccount, Provider, ProviderError, Refusal, RefusalScope, WriteAccess, WriteOutcome,
+    api_error, lenient_text, offset_pages, parse_json, Change, Connect, ConnectError, HeldAccount,
+    Inventory, Kind, KindSpec, Listed, Observation, ObservedAccount, Provider, ProviderError,
+    Refusal, RefusalScope, WriteAccess, WriteOutcome,
 };
-use crate::plan::Change;
 use crate::status::Status;
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
@@ -18,11 +18,13 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
-pub static KIND: KindSpec = KindSpec {
-    name: "atlan",
-    statuses: &["active", "inactive"],
-    auth: super::AuthStyle::Bearer,
-    settings: &[],
+pub static KIND: Kind = Kind {
+    spec: KindSpec {
+        name: "atlan",
+        statuses: &["active", "inactive"],
+        auth: super::AuthStyle::Bearer,
+        settings: &[],
+    },
     connect,
 };
 
@@ -64,6 +66,11 @@ struct User {
     enabled: Option<bool>,
     #[serde(default)]
     workspace_role: Option<String>,
+    /// Identity for `inventory`; read leniently, never needed to reconcile.
+    #[serde(default, deserialize_with = "lenient_text")]
+    username: Option<String>,
+    #[serde(default, deserialize_with = "lenient_text")]
+    email: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +93,18 @@ impl Atlan {
             return Err(self.error(&response, "users"));
         }
         parse_page(self.instance(), &response.body)
+    }
+
+    /// Every user, page by page: the one place that knows how Atlan pages, shared by
+    /// `observe` and `inventory`.
+    async fn users(&self) -> Result<Vec<User>, ProviderError> {
+        offset_pages(
+            self.instance(),
+            PAGE_SIZE,
+            |u: &User| &u.id,
+            |offset, limit| self.page(offset, limit),
+        )
+        .await
     }
 
     fn error(&self, response: &ApiResponse, account: &str) -> ProviderError {
@@ -130,21 +149,31 @@ fn observed(user: &User) -> ObservedAccount {
     }
 }
 
+/// A listed user as `inventory` reports it: its `username` is the login.
+fn held(user: &User) -> HeldAccount {
+    HeldAccount {
+        id: user.id.clone(),
+        aliases: Vec::new(),
+        login: user.username.clone(),
+        email: user.email.clone(),
+        live: observed(user),
+    }
+}
+
 #[async_trait]
 impl Provider for Atlan {
     async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
-        let users = offset_pages(
-            self.instance(),
-            PAGE_SIZE,
-            |u: &User| &u.id,
-            |offset, limit| self.page(offset, limit),
-        )
-        .await?;
+        let users = self.users().await?;
         let listed = users
             .iter()
             .enumerate()
             .map(|(record, user)| Listed::by_id(record, user.id.clone(), observed(user)));
         Ok(Observation::of_listed(accounts, listed))
+    }
+
+    async fn inventory(&self) -> Result<Inventory, ProviderError> {
+        let users = self.users().await?;
+        Ok(Inventory::Listed(users.iter().map(held).collect()))
     }
 
     async fn set_status(

@@ -14,45 +14,27 @@ pub mod suspend_api;
 pub mod zitadel;
 
 use crate::desired::{AuthConfig, InstanceConfig, SecretSource};
-use crate::plan::Change;
 use crate::secret::Secret;
 use crate::status::Status;
 use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+pub use crate::model::{
+    AccountObservation, AuthStyle, Change, HeldAccount, Inventory, KindSpec, Observation,
+    ObservedAccount, Refusal, RefusalScope, Setting, WriteOutcome,
+};
 pub use http::{HttpClient, HttpError, RequestObserver, WriteAccess};
 
-/// Everything Roster knows about one provider kind: its name in `providers.yaml`, the
-/// statuses it can set, the settings and credentials it takes, and how to build it.
-pub struct KindSpec {
-    pub name: &'static str,
-    /// Statuses a user file may ask for; `active` and `inactive` are always among them.
-    pub statuses: &'static [&'static str],
-    pub auth: AuthStyle,
-    /// Kind-specific keys of an instance in `providers.yaml`.
-    pub settings: &'static [Setting],
+/// A provider kind: the data that describes it and the function that builds its adapter.
+pub struct Kind {
+    pub spec: KindSpec,
     pub connect: fn(Connect) -> Result<Arc<dyn Provider>, ConnectError>,
 }
 
-/// How a kind authenticates, which decides the keys allowed under `auth:`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AuthStyle {
-    /// `bearer_token_env` or `bearer_token_file`.
-    Bearer,
-    /// OAuth2 client credentials: `client_id_env|file` and `client_secret_env|file`.
-    ClientCredentials,
-}
-
-/// A kind-specific key of an instance, such as `tenant_id` for `suspend-api`.
-pub struct Setting {
-    pub key: &'static str,
-    pub required: bool,
-}
-
 /// Every provider kind Roster speaks. Adding a kind means one adapter file and one line here.
-pub fn kinds() -> &'static [&'static KindSpec] {
-    static KINDS: &[&KindSpec] = &[
+pub fn kinds() -> &'static [&'static Kind] {
+    static KINDS: &[&Kind] = &[
         &atlan::KIND,
         &zitadel::KIND,
         &acronis::KIND,
@@ -62,34 +44,15 @@ pub fn kinds() -> &'static [&'static KindSpec] {
     KINDS
 }
 
+/// The descriptions of every kind, as the loader takes them.
+pub fn specs() -> &'static [&'static KindSpec] {
+    static SPECS: std::sync::OnceLock<Vec<&'static KindSpec>> = std::sync::OnceLock::new();
+    SPECS.get_or_init(|| kinds().iter().map(|k| &k.spec).collect())
+}
+
 /// Looks a kind up by the name used in `providers.yaml`.
-pub fn kind(name: &str) -> Option<&'static KindSpec> {
-    kinds().iter().copied().find(|k| k.name == name)
-}
-
-/// The live view of the accounts one instance was asked about, keyed by the account id
-/// exactly as the desired state names it. An id that is absent was not found.
-#[derive(Clone, Debug, Default)]
-pub struct Observation {
-    pub accounts: HashMap<String, AccountObservation>,
-}
-
-/// What a provider said about one account.
-#[derive(Clone, Debug, PartialEq)]
-pub enum AccountObservation {
-    Found(ObservedAccount),
-    /// The account could not be read (403 on a targeted read, say); the message says why.
-    Failed(String),
-}
-
-/// The live state of one account, with everything the pure plan function needs.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ObservedAccount {
-    pub status: Status,
-    /// Set when the provider is known to refuse some changes to this account.
-    pub refusal: Option<Refusal>,
-    /// An opaque revision the write must carry (Acronis `version`); never invented.
-    pub revision: Option<u64>,
+pub fn kind(name: &str) -> Option<&'static Kind> {
+    kinds().iter().copied().find(|k| k.spec.name == name)
 }
 
 /// One entry of a provider's list, under one of the keys an account may be named by.
@@ -171,55 +134,6 @@ fn ambiguity(key: &str, entries: &[Listed]) -> String {
     )
 }
 
-impl ObservedAccount {
-    pub fn new(status: Status) -> Self {
-        ObservedAccount {
-            status,
-            refusal: None,
-            revision: None,
-        }
-    }
-}
-
-/// A change the provider refuses, known before any write is attempted (Atlan admins,
-/// the suspend-api tenant owner, ZITADEL locked users).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Refusal {
-    pub applies_to: RefusalScope,
-    pub reason: String,
-}
-
-/// Which changes a [`Refusal`] covers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RefusalScope {
-    /// Any move away from `active` (an admin may be re-enabled, not disabled).
-    Deactivation,
-    /// Every change.
-    AnyChange,
-}
-
-impl Refusal {
-    /// Whether this refusal blocks moving the account to `to`.
-    pub fn blocks(&self, to: &Status) -> bool {
-        match self.applies_to {
-            RefusalScope::AnyChange => true,
-            RefusalScope::Deactivation => !to.is_active(),
-        }
-    }
-}
-
-/// What a single write achieved.
-#[derive(Clone, Debug, PartialEq)]
-pub enum WriteOutcome {
-    /// The provider made the change.
-    Applied { http_status: u16 },
-    /// The account was already in the desired status when the write landed (a race with
-    /// a person or another tool); nothing left to do.
-    AlreadyConverged { http_status: u16, note: String },
-    /// The provider refused the change for a known reason (admin, owner): a blocked entry.
-    Refused { http_status: u16, reason: String },
-}
-
 /// The seam between the engine and one provider instance.
 #[async_trait]
 pub trait Provider: Send + Sync {
@@ -233,6 +147,15 @@ pub trait Provider: Send + Sync {
         access: &WriteAccess,
         change: &Change,
     ) -> Result<WriteOutcome, ProviderError>;
+
+    /// Lists every account the instance holds, with the identity fields its API gives,
+    /// for `status --unmanaged` and `import`. A kind whose API cannot list everything
+    /// keeps this default and says so.
+    async fn inventory(&self) -> Result<Inventory, ProviderError> {
+        Ok(Inventory::CannotList {
+            reason: "this kind cannot list all its accounts".to_string(),
+        })
+    }
 }
 
 /// A failure talking to a provider instance. Every variant carries the instance, but the
@@ -337,7 +260,11 @@ pub fn connect(
             client_secret: read_secret(&instance.name, client_secret)?,
         },
     };
-    (instance.kind.connect)(Connect {
+    let kind = kind(instance.kind.name).ok_or_else(|| ConnectError::Invalid {
+        instance: instance.name.clone(),
+        message: format!("no adapter speaks the kind '{}'", instance.kind.name),
+    })?;
+    (kind.connect)(Connect {
         instance,
         auth,
         observer,
@@ -563,6 +490,25 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
         .end()
         .map_err(|e| invalid(format!("{what}: {e}")))?;
     Ok(value)
+}
+
+/// An optional identity field (a login, an email) read leniently: a string that is not
+/// blank is kept, anything else (absent, `null`, a number, an object) reads as `None`.
+/// Identity fields only serve `inventory`; a provider that sends one in an odd shape
+/// must not stop `observe` from reading statuses.
+pub(crate) fn lenient_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    let value = <Option<serde_json::Value> as serde::Deserialize>::deserialize(d)?;
+    Ok(text_of(value.as_ref()))
+}
+
+/// The text of a JSON value when it is a string that is not blank.
+pub(crate) fn text_of(value: Option<&serde_json::Value>) -> Option<String> {
+    value
+        .and_then(serde_json::Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .map(str::to_string)
 }
 
 /// Why a write found the account already in the desired state. When an earlier attempt

@@ -3,10 +3,10 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    api_error, offset_pages, parse_json, Connect, ConnectError, KindSpec, Listed, Observation,
-    ObservedAccount, Provider, ProviderError, Setting, WriteAccess, WriteOutcome,
+    api_error, lenient_text, offset_pages, parse_json, Change, Connect, ConnectError, HeldAccount,
+    Inventory, Kind, KindSpec, Listed, Observation, ObservedAccount, Provider, ProviderError,
+    Setting, WriteAccess, WriteOutcome,
 };
-use crate::plan::Change;
 use crate::status::Status;
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
@@ -15,14 +15,16 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
-pub static KIND: KindSpec = KindSpec {
-    name: "status-api",
-    statuses: &["active", "inactive", "onboarding", "suspended", "risky"],
-    auth: super::AuthStyle::Bearer,
-    settings: &[Setting {
-        key: "api_version",
-        required: false,
-    }],
+pub static KIND: Kind = Kind {
+    spec: KindSpec {
+        name: "status-api",
+        statuses: &["active", "inactive", "onboarding", "suspended", "risky"],
+        auth: super::AuthStyle::Bearer,
+        settings: &[Setting {
+            key: "api_version",
+            required: false,
+        }],
+    },
     connect,
 };
 
@@ -56,6 +58,9 @@ struct User {
     #[serde(default)]
     identifier: Option<String>,
     status: String,
+    /// Identity for `inventory`, read leniently; never needed to reconcile.
+    #[serde(default, deserialize_with = "lenient_text")]
+    email: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -87,6 +92,18 @@ impl StatusApi {
         let response = self.http.read(request).await?;
         self.expect_success(&response, "users")?;
         parse_page(self.instance(), &response.body)
+    }
+
+    /// Every user, page by page: the one place that knows how this API pages, shared by
+    /// `observe` and `inventory`.
+    async fn users(&self) -> Result<Vec<User>, ProviderError> {
+        offset_pages(
+            self.instance(),
+            PAGE_SIZE,
+            |u: &User| &u.id,
+            |offset, limit| self.page(offset, limit),
+        )
+        .await
     }
 
     fn expect_success(&self, response: &ApiResponse, account: &str) -> Result<(), ProviderError> {
@@ -130,18 +147,29 @@ fn listed(users: Vec<User>) -> impl Iterator<Item = Listed> {
     })
 }
 
+/// A listed user as `inventory` reports it: the `identifier` is both an alias (a user
+/// file may name the account by it) and the login.
+fn held(user: User) -> HeldAccount {
+    HeldAccount {
+        live: ObservedAccount::new(Status::new(user.status)),
+        aliases: user.identifier.iter().cloned().collect(),
+        login: user.identifier.filter(|i| !i.trim().is_empty()),
+        email: user.email,
+        id: user.id,
+    }
+}
+
 #[async_trait]
 impl Provider for StatusApi {
     async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
-        let users = offset_pages(
-            self.instance(),
-            PAGE_SIZE,
-            |u: &User| &u.id,
-            |offset, limit| self.page(offset, limit),
-        )
-        .await?;
+        let users = self.users().await?;
         // An account may be named by its uuid or by its identifier: list it under both.
         Ok(Observation::of_listed(accounts, listed(users)))
+    }
+
+    async fn inventory(&self) -> Result<Inventory, ProviderError> {
+        let users = self.users().await?;
+        Ok(Inventory::Listed(users.into_iter().map(held).collect()))
     }
 
     async fn set_status(

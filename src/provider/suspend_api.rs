@@ -3,11 +3,10 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    api_error, page_fingerprint, parse_json, Connect, ConnectError, KindSpec, Listed, Observation,
-    ObservedAccount, Provider, ProviderError, Refusal, RefusalScope, Setting, WriteAccess,
-    WriteOutcome, MAX_PAGES,
+    api_error, lenient_text, page_fingerprint, parse_json, Change, Connect, ConnectError,
+    HeldAccount, Inventory, Kind, KindSpec, Listed, Observation, ObservedAccount, Provider,
+    ProviderError, Refusal, RefusalScope, Setting, WriteAccess, WriteOutcome, MAX_PAGES,
 };
-use crate::plan::Change;
 use crate::status::Status;
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
@@ -17,14 +16,16 @@ use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-pub static KIND: KindSpec = KindSpec {
-    name: "suspend-api",
-    statuses: &["active", "inactive"],
-    auth: super::AuthStyle::Bearer,
-    settings: &[Setting {
-        key: "tenant_id",
-        required: true,
-    }],
+pub static KIND: Kind = Kind {
+    spec: KindSpec {
+        name: "suspend-api",
+        statuses: &["active", "inactive"],
+        auth: super::AuthStyle::Bearer,
+        settings: &[Setting {
+            key: "tenant_id",
+            required: true,
+        }],
+    },
     connect,
 };
 
@@ -62,6 +63,9 @@ struct User {
     active: bool,
     #[serde(default)]
     is_owner: bool,
+    /// Identity for `inventory`, read leniently; never needed to reconcile.
+    #[serde(default, deserialize_with = "lenient_text")]
+    email: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -76,6 +80,65 @@ struct ErrorBody {
 impl SuspendApi {
     fn instance(&self) -> &str {
         self.http.instance()
+    }
+
+    /// Every user: follows `next_cursor` to the end of the list, reading at most
+    /// [`MAX_PAGES`] pages. A cursor seen before (a cycle), a page that repeats an earlier
+    /// one, or an empty page that still points further are instance errors, never an
+    /// endless loop. The one place that knows how this API pages, shared by `observe` and
+    /// `inventory`.
+    async fn users(&self) -> Result<Vec<User>, ProviderError> {
+        let listing = |detail: String| ProviderError::Listing {
+            instance: self.instance().to_string(),
+            detail,
+        };
+        let mut users = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut cursors_seen = HashSet::new();
+        let mut pages_seen = HashMap::new();
+        for page_number in 1..=MAX_PAGES {
+            let mut request = ApiRequest::get(&["v1", "users"])
+                .query("limit", PAGE_SIZE)
+                .skip_string_field("avatar_base64");
+            if let Some(cursor) = &cursor {
+                request = request.query("cursor", cursor);
+            }
+            let response = self.http.read(request).await?;
+            if !response.is_success() {
+                // A tenant mismatch fails every call: one instance error, not one per account.
+                return Err(self.error(&response, "users"));
+            }
+            let (page, next) = parse_page(self.instance(), &response.body)?;
+            let fingerprint = page_fingerprint(page.iter().map(|u| u.id.as_str()));
+            if !page.is_empty() {
+                if let Some(earlier) = pages_seen.insert(fingerprint, page_number) {
+                    return Err(listing(format!(
+                        "page {page_number} repeats page {earlier}: the provider ignores the cursor"
+                    )));
+                }
+            }
+            let Some(next) = next else {
+                users.extend(page);
+                return Ok(users);
+            };
+            if page.is_empty() {
+                return Err(listing(format!(
+                    "page {page_number} is empty but names a next cursor ({})",
+                    shown(&next)
+                )));
+            }
+            users.extend(page);
+            if !cursors_seen.insert(next.clone()) {
+                return Err(listing(format!(
+                    "the cursor {} after page {page_number} was already followed: the cursors go round in a cycle",
+                    shown(&next)
+                )));
+            }
+            cursor = Some(next);
+        }
+        Err(listing(format!(
+            "the list did not end after {MAX_PAGES} pages of {PAGE_SIZE}, the most Roster reads in a pass"
+        )))
     }
 
     fn error(&self, response: &ApiResponse, account: &str) -> ProviderError {
@@ -100,6 +163,17 @@ fn listed(users: Vec<User>) -> impl Iterator<Item = Listed> {
         .into_iter()
         .enumerate()
         .map(|(record, user)| Listed::by_id(record, user.id.clone(), observed(&user)))
+}
+
+/// A listed user as `inventory` reports it: the API gives an email and no login.
+fn held(user: &User) -> HeldAccount {
+    HeldAccount {
+        id: user.id.clone(),
+        aliases: Vec::new(),
+        login: None,
+        email: user.email.clone(),
+        live: observed(user),
+    }
 }
 
 fn error_code(response: &ApiResponse) -> Option<String> {
@@ -141,61 +215,16 @@ fn shown(cursor: &str) -> String {
 
 #[async_trait]
 impl Provider for SuspendApi {
-    /// Follows `next_cursor` to the end of the list, reading at most [`MAX_PAGES`] pages.
-    /// A cursor seen before (a cycle), a page that repeats an earlier one, or an empty
-    /// page that still points further are instance errors, never an endless loop.
     async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
-        let listing = |detail: String| ProviderError::Listing {
-            instance: self.instance().to_string(),
-            detail,
-        };
-        let mut users = Vec::new();
-        let mut cursor: Option<String> = None;
-        let mut cursors_seen = HashSet::new();
-        let mut pages_seen = HashMap::new();
-        for page_number in 1..=MAX_PAGES {
-            let mut request = ApiRequest::get(&["v1", "users"])
-                .query("limit", PAGE_SIZE)
-                .skip_string_field("avatar_base64");
-            if let Some(cursor) = &cursor {
-                request = request.query("cursor", cursor);
-            }
-            let response = self.http.read(request).await?;
-            if !response.is_success() {
-                // A tenant mismatch fails every call: one instance error, not one per account.
-                return Err(self.error(&response, "users"));
-            }
-            let (page, next) = parse_page(self.instance(), &response.body)?;
-            let fingerprint = page_fingerprint(page.iter().map(|u| u.id.as_str()));
-            if !page.is_empty() {
-                if let Some(earlier) = pages_seen.insert(fingerprint, page_number) {
-                    return Err(listing(format!(
-                        "page {page_number} repeats page {earlier}: the provider ignores the cursor"
-                    )));
-                }
-            }
-            let Some(next) = next else {
-                users.extend(page);
-                return Ok(Observation::of_listed(accounts, listed(users)));
-            };
-            if page.is_empty() {
-                return Err(listing(format!(
-                    "page {page_number} is empty but names a next cursor ({})",
-                    shown(&next)
-                )));
-            }
-            users.extend(page);
-            if !cursors_seen.insert(next.clone()) {
-                return Err(listing(format!(
-                    "the cursor {} after page {page_number} was already followed: the cursors go round in a cycle",
-                    shown(&next)
-                )));
-            }
-            cursor = Some(next);
-        }
-        Err(listing(format!(
-            "the list did not end after {MAX_PAGES} pages of {PAGE_SIZE}, the most Roster reads in a pass"
-        )))
+        Ok(Observation::of_listed(
+            accounts,
+            listed(self.users().await?),
+        ))
+    }
+
+    async fn inventory(&self) -> Result<Inventory, ProviderError> {
+        let users = self.users().await?;
+        Ok(Inventory::Listed(users.iter().map(held).collect()))
     }
 
     async fn set_status(

@@ -7,11 +7,10 @@
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
 use super::{
-    already_note, api_error, offset_pages, parse_json, Connect, ConnectError, KindSpec, Listed,
-    Observation, ObservedAccount, Provider, ProviderError, Refusal, RefusalScope, Setting,
-    WriteAccess, WriteOutcome,
+    already_note, api_error, lenient_text, offset_pages, parse_json, text_of, Change, Connect,
+    ConnectError, HeldAccount, Inventory, Kind, KindSpec, Listed, Observation, ObservedAccount,
+    Provider, ProviderError, Refusal, RefusalScope, Setting, WriteAccess, WriteOutcome,
 };
-use crate::plan::Change;
 use crate::status::Status;
 use async_trait::async_trait;
 use reqwest::header::HeaderMap;
@@ -20,14 +19,16 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
-pub static KIND: KindSpec = KindSpec {
-    name: "zitadel",
-    statuses: &["active", "inactive"],
-    auth: super::AuthStyle::Bearer,
-    settings: &[Setting {
-        key: "organization_id",
-        required: false,
-    }],
+pub static KIND: Kind = Kind {
+    spec: KindSpec {
+        name: "zitadel",
+        statuses: &["active", "inactive"],
+        auth: super::AuthStyle::Bearer,
+        settings: &[Setting {
+            key: "organization_id",
+            required: false,
+        }],
+    },
     connect,
 };
 
@@ -70,6 +71,20 @@ struct SearchDetails {
 struct User {
     id: String,
     state: String,
+    /// Identity for `inventory`, read leniently: both may be absent (a machine user has
+    /// no email), and neither is needed to reconcile.
+    #[serde(default, deserialize_with = "lenient_text")]
+    username: Option<String>,
+    #[serde(default)]
+    contact: Option<serde_json::Value>,
+}
+
+impl User {
+    /// `contact.email.address`, where the user has one.
+    fn email(&self) -> Option<String> {
+        let address = self.contact.as_ref()?.get("email")?.get("address");
+        text_of(address)
+    }
 }
 
 #[derive(Deserialize)]
@@ -108,6 +123,18 @@ impl Zitadel {
             return Err(self.error(&response, "users"));
         }
         parse_page(self.instance(), &response.body)
+    }
+
+    /// Every user, page by page: the one place that knows how ZITADEL's search pages,
+    /// shared by `observe` and `inventory`.
+    async fn users(&self) -> Result<Vec<User>, ProviderError> {
+        offset_pages(
+            self.instance(),
+            PAGE_SIZE,
+            |u: &User| &u.id,
+            |offset, limit| self.page(offset, limit),
+        )
+        .await
     }
 
     async fn read_one(&self, id: &str) -> Result<User, ProviderError> {
@@ -178,21 +205,32 @@ fn observed(state: &str) -> ObservedAccount {
     }
 }
 
+/// A listed user as `inventory` reports it: `username` is the login and
+/// `contact.email.address` the email, each where present.
+fn held(user: &User) -> HeldAccount {
+    HeldAccount {
+        id: user.id.clone(),
+        aliases: Vec::new(),
+        login: user.username.clone(),
+        email: user.email(),
+        live: observed(&user.state),
+    }
+}
+
 #[async_trait]
 impl Provider for Zitadel {
     async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
-        let users = offset_pages(
-            self.instance(),
-            PAGE_SIZE,
-            |u: &User| &u.id,
-            |offset, limit| self.page(offset, limit),
-        )
-        .await?;
+        let users = self.users().await?;
         let listed = users
             .into_iter()
             .enumerate()
             .map(|(record, user)| Listed::by_id(record, user.id, observed(&user.state)));
         Ok(Observation::of_listed(accounts, listed))
+    }
+
+    async fn inventory(&self) -> Result<Inventory, ProviderError> {
+        let users = self.users().await?;
+        Ok(Inventory::Listed(users.iter().map(held).collect()))
     }
 
     async fn set_status(
@@ -262,6 +300,30 @@ mod tests {
                 Err(e) => hostile::assert_clear(&e),
             }
         }
+    }
+
+    #[test]
+    fn identity_fields_in_odd_shapes_read_as_absent_and_never_fail_the_page() {
+        let body = br#"{"details": {"totalResult": "4"}, "result": [
+            {"id": "1", "state": "USER_STATE_ACTIVE", "username": "anna", "contact": {"email": {"address": "Anna@Example.com"}}},
+            {"id": "2", "state": "USER_STATE_ACTIVE", "username": 7, "contact": {"email": "x@y"}},
+            {"id": "3", "state": "USER_STATE_ACTIVE", "username": "  ", "contact": null},
+            {"id": "4", "state": "USER_STATE_LOCKED", "contact": [1, 2]}]}"#;
+        let (users, total) = parse_page("x", body).unwrap();
+        assert_eq!(total, 4);
+        let identity: Vec<(Option<String>, Option<String>)> = users
+            .iter()
+            .map(|u| (held(u).login, held(u).email))
+            .collect();
+        assert_eq!(
+            identity,
+            [
+                (Some("anna".into()), Some("Anna@Example.com".into())),
+                (None, None),
+                (None, None),
+                (None, None),
+            ]
+        );
     }
 
     #[test]

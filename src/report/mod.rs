@@ -12,7 +12,7 @@ mod text;
 mod verdict;
 
 pub use markdown::{apply_markdown, plan_markdown, MAX_COMMENT_BYTES};
-pub use status::{render_status, status_errors_text, StatusFormat};
+pub use status::{not_listed_text, render_status, status_errors_text, StatusFormat};
 pub use text::{apply_text, plan_text};
 
 use crate::apply::{ApplyReport, GuardRefusal};

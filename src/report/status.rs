@@ -77,19 +77,82 @@ pub fn status_text(report: &StatusReport) -> String {
     if report.accounts.is_empty() {
         out.push_str("No accounts to show.\n");
     }
+    if report.unmanaged_listed {
+        out.push_str(&unmanaged_text(report));
+    }
     if !report.errors.is_empty() {
         out.push_str("\nErrors (not read):\n");
         out.push_str(&status_errors_text(report));
     }
     let drifting = report.accounts.iter().filter(|a| !a.in_sync).count();
+    let unmanaged = if report.unmanaged_listed {
+        format!(", {} unmanaged", report.unmanaged.len())
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "\nStatus: {}, {} in sync, {} drifting, {}.",
+        "\nStatus: {}, {} in sync, {} drifting{unmanaged}, {}.",
         plural(report.accounts.len(), "account", "accounts"),
         report.accounts.len() - drifting,
         drifting,
         plural(report.errors.len(), "error", "errors"),
     );
+    out
+}
+
+/// The accounts nobody declared, aligned, then one line per instance that cannot list.
+fn unmanaged_text(report: &StatusReport) -> String {
+    let mut out = String::from("\nUnmanaged (held at a provider, claimed by no file):\n");
+    let rows: Vec<[String; 3]> = report
+        .unmanaged
+        .iter()
+        .map(|u| {
+            [
+                t(&u.provider),
+                t(&u.account_id),
+                u.login.as_deref().map(t).unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let mut widths = [0usize; 3];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(escape::width(cell).min(40));
+        }
+    }
+    for (account, row) in report.unmanaged.iter().zip(&rows) {
+        let mut line = String::from("  ? ");
+        for (cell, width) in row.iter().zip(widths) {
+            line.push_str(cell);
+            line.extend(std::iter::repeat_n(
+                ' ',
+                width.saturating_sub(escape::width(cell)) + 2,
+            ));
+        }
+        line.push_str(&format!("live {}", t(account.live.as_str())));
+        out.push_str(&line);
+        out.push('\n');
+    }
+    if report.unmanaged.is_empty() {
+        out.push_str("  none at the instances that can list their accounts\n");
+    }
+    out.push_str(&not_listed_text(report));
+    out
+}
+
+/// One line per instance that cannot list its accounts: its unmanaged accounts are
+/// unknown, not none.
+pub fn not_listed_text(report: &StatusReport) -> String {
+    let mut out = String::new();
+    for n in &report.not_listed {
+        let _ = writeln!(
+            out,
+            "  {}: unmanaged accounts unknown: {}",
+            t(&n.provider),
+            t(&n.reason)
+        );
+    }
     out
 }
 
@@ -164,6 +227,17 @@ pub fn status_csv(report: &StatusReport) -> String {
             a.in_sync.to_string(),
         ]
     }));
+    // Unmanaged accounts have no user and no desired status: those cells stay empty.
+    rows.extend(report.unmanaged.iter().map(|u| {
+        [
+            String::new(),
+            neutralised(&u.provider),
+            neutralised(&u.account_id),
+            String::new(),
+            neutralised(u.live.as_str()),
+            String::new(),
+        ]
+    }));
     for row in rows {
         // Writing to a Vec cannot fail.
         let _ = writer.write_record(&row);
@@ -204,6 +278,8 @@ mod tests {
                 ),
             ],
             unmanaged: Vec::new(),
+            not_listed: Vec::new(),
+            unmanaged_listed: false,
             errors: vec![PlanError {
                 provider: "portal".into(),
                 user: None,
@@ -263,5 +339,54 @@ mod tests {
             value["errors"][0],
             serde_json::json!({"provider": "portal", "message": "connection refused\u{1b}[2J"})
         );
+    }
+
+    #[test]
+    fn unmanaged_accounts_follow_the_users_escaped_in_text_and_csv() {
+        use crate::access::{NotListed, Unmanaged};
+        let mut report = report();
+        report.unmanaged_listed = true;
+        report.unmanaged = vec![
+            Unmanaged {
+                provider: "helpdesk".into(),
+                account_id: "u-7".into(),
+                login: Some("ghost\u{1b}[2J".into()),
+                live: Status::active(),
+            },
+            Unmanaged {
+                provider: "helpdesk".into(),
+                account_id: "=cmd".into(),
+                login: None,
+                live: Status::inactive(),
+            },
+        ];
+        report.not_listed = vec![NotListed {
+            provider: "backup".into(),
+            reason: "set tenant_id to list its accounts".into(),
+        }];
+        let text = status_text(&report);
+        assert!(
+            text.contains("Unmanaged (held at a provider, claimed by no file):\n  ? helpdesk  u-7   ghost\\u{1b}[2J  live active\n  ? helpdesk  =cmd  -"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "  backup: unmanaged accounts unknown: set tenant_id to list its accounts\n"
+        ));
+        assert!(
+            text.contains(", 2 drifting, 2 unmanaged, 1 error."),
+            "{text}"
+        );
+        let csv = status_csv(&report);
+        assert!(
+            csv.ends_with(",helpdesk,u-7,,active,\r\n,helpdesk,'=cmd,,inactive,\r\n"),
+            "{csv}"
+        );
+        let value: serde_json::Value =
+            serde_json::from_str(&render_status(&report, StatusFormat::Json)).unwrap();
+        assert_eq!(
+            value["unmanaged"][1],
+            serde_json::json!({"provider": "helpdesk", "account_id": "=cmd", "login": null, "live": "inactive"})
+        );
+        assert_eq!(value["not_listed"][0]["provider"], "backup");
     }
 }

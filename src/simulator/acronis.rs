@@ -1,5 +1,7 @@
 //! `acronis` (Account Management API v2): OAuth2 client-credentials tokens that expire, batch
 //! reads by uuid, and optimistic concurrency on `PUT /api/2/users/{id}` through `version`.
+//! Every user belongs to the configured tenant (`SimConfig::tenant_id`), whose user ids
+//! `GET /api/2/tenants/{tenant_id}/users` lists; a user's email is `contact.email`.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,6 +33,9 @@ impl KindApi for Acronis {
         match (method, rest) {
             (&Method::POST, [idp, token]) if idp == "idp" && token == "token" => Route::Token,
             (&Method::GET, [users]) if users == "users" => Route::List,
+            (&Method::GET, [tenants, _, users]) if tenants == "tenants" && users == "users" => {
+                Route::List
+            }
             (&Method::GET, [users, id]) if users == "users" => Route::Get(id.clone()),
             (&Method::PUT, [users, id]) if users == "users" => Route::Write(id.clone()),
             _ => Route::NotFound,
@@ -76,7 +81,12 @@ impl KindApi for Acronis {
     fn handle(&self, sim: &Shared, req: &ApiRequest, route: Route) -> Reply {
         match route {
             Route::Token => issue_token(sim, req),
-            Route::List => self.batch(sim, req),
+            Route::List => match req.segments.as_slice() {
+                [_, _, tenants, tenant, _] if tenants == "tenants" => {
+                    self.tenant_users(sim, tenant)
+                }
+                _ => self.batch(sim, req),
+            },
             Route::Get(id) => match sim.store().get(&id) {
                 Some(user) => Reply::ok(&render(sim, user)),
                 None => self.not_found(&id),
@@ -111,6 +121,19 @@ impl Acronis {
             .filter_map(|id| store.get(id))
             .map(|u| render(sim, u))
             .collect();
+        Reply::ok(&json!({ "items": items }))
+    }
+
+    /// `GET /api/2/tenants/{tenant_id}/users`: the ids of the tenant's users, no more.
+    fn tenant_users(&self, sim: &Shared, tenant: &str) -> Reply {
+        if tenant != sim.config.tenant_id {
+            return self.error(
+                StatusCode::NOT_FOUND,
+                &format!("tenant '{tenant}' not found"),
+            );
+        }
+        let store = sim.store();
+        let items: Vec<&str> = store.all().iter().map(|u| u.user.id.as_str()).collect();
         Reply::ok(&json!({ "items": items }))
     }
 
@@ -403,6 +426,23 @@ mod tests {
         )
         .await;
         assert_eq!((status, body["error"]["code"].as_u64()), (400, Some(400)));
+    }
+
+    #[tokio::test]
+    async fn the_tenant_lists_its_user_ids_and_an_unknown_tenant_is_404() {
+        let users = vec![user("u1", "anna", "active"), user("u2", "ben", "inactive")];
+        let sim = start(SimKind::Acronis, users).await;
+        let token = new_token(&sim).await;
+        let tenant = SimConfig::new(SimKind::Acronis, Vec::new()).tenant_id;
+        let (status, body) = get(&sim, &token, &format!("/api/2/tenants/{tenant}/users")).await;
+        assert_eq!(status, 200);
+        assert_eq!(body, json!({ "items": ["u1", "u2"] }));
+        let (status, body) = get(&sim, &token, "/api/2/tenants/other/users").await;
+        assert_eq!((status, body["error"]["code"].as_u64()), (404, Some(404)));
+        let (_, batch) = get(&sim, &token, "/api/2/users?uuids=u2").await;
+        assert_eq!(batch["items"][0]["contact"]["email"], "ben@example.com");
+        assert_eq!(batch["items"][0]["login"], "ben");
+        assert_eq!(sim.write_count(), 0, "listing is a read");
     }
 
     #[tokio::test]

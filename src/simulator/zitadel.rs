@@ -1,6 +1,12 @@
 //! `zitadel` (resource API v3alpha): `_activate` / `_deactivate` actions that fail with
 //! FAILED_PRECONDITION when the user is already in that state, an optional organization context,
 //! gRPC-style error bodies and protobuf JSON (64-bit counts as strings).
+//!
+//! Identity fields, as ZITADEL leaves some out: a user's `name` is its `username`; a name
+//! ending in `-bot` is a machine user, which has no `contact` (so no email); an empty name
+//! has neither `username` nor `contact`. Every other user has
+//! `contact.email.address` (the name itself when it is an address, else
+//! `<name>@example.com`).
 
 use axum::http::{Method, StatusCode};
 use rand::rngs::StdRng;
@@ -190,14 +196,23 @@ fn wanted_state(req: &ApiRequest) -> Option<&'static str> {
     }
 }
 
+/// The suffix of a machine user's name: such a user has no email.
+const MACHINE_SUFFIX: &str = "-bot";
+
 fn render(sim: &Shared, u: &StoredUser) -> Value {
-    json!({
+    let mut user = json!({
         "id": u.user.id,
         "state": format!("USER_STATE_{}", u.user.status.to_uppercase()),
-        "username": u.user.name,
         "details": details(sim, u),
-        "contact": { "email": { "address": email_of(&u.user.name), "isVerified": true } },
-    })
+    });
+    let name = u.user.name.as_str();
+    if !name.is_empty() {
+        user["username"] = json!(name);
+        if !name.ends_with(MACHINE_SUFFIX) {
+            user["contact"] = json!({ "email": { "address": email_of(name), "isVerified": true } });
+        }
+    }
+    user
 }
 
 fn details(sim: &Shared, u: &StoredUser) -> Value {
@@ -280,6 +295,40 @@ mod tests {
         let (status, _) = post(&sim, "/_search", Some("{nope")).await;
         assert_eq!(status, 400);
         assert_eq!(sim.write_count(), 0, "search is a read");
+    }
+
+    #[tokio::test]
+    async fn identity_fields_are_absent_where_zitadel_leaves_them_out() {
+        let users = vec![
+            user("1", "anna", "active"),
+            user("2", "ci-bot", "active"),
+            user("3", "", "locked"),
+            user("4", "Ben@Example.org", "inactive"),
+        ];
+        let sim = start(SimKind::Zitadel, users).await;
+        let (status, body) = search(&sim, "query.limit=10").await;
+        assert_eq!(status, 200);
+        let result = body["result"].as_array().expect("result");
+        let identity: Vec<(Value, Value)> = result
+            .iter()
+            .map(|u| {
+                (
+                    u["username"].clone(),
+                    u["contact"]["email"]["address"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            identity,
+            vec![
+                ("anna".into(), "anna@example.com".into()),
+                ("ci-bot".into(), Value::Null),
+                (Value::Null, Value::Null),
+                ("Ben@Example.org".into(), "Ben@Example.org".into()),
+            ]
+        );
+        assert!(result[1].get("contact").is_none());
+        assert!(result[2].get("username").is_none());
     }
 
     #[tokio::test]
