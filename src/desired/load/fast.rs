@@ -15,7 +15,8 @@
 use super::super::bounds::parse_instant;
 use super::super::yaml::MAX_VALUES_PER_FILE;
 use super::super::{Account, Bounds, Location, User};
-use super::{Instances, ACCOUNT_KEYS, USER_KEYS};
+use super::providers::Instances;
+use super::users::{ACCOUNT_KEYS, USER_KEYS};
 use crate::status::Status;
 use std::sync::Arc;
 use time::OffsetDateTime;
