@@ -165,8 +165,17 @@ fn validate(
         .iter()
         .filter(|f| f.relative != providers_path)
         .collect();
+    // One positioned parse at a time: its tree is what a hostile file makes large, so
+    // the memory bound stays that of one file whatever the number of cores.
+    let positioned = std::sync::Mutex::new(());
     let outcomes = in_parallel(&user_files, |raw| {
-        read_user_file(raw, &names.show(&raw.relative), &instances, &statuses)
+        read_user_file(
+            raw,
+            &names.show(&raw.relative),
+            &instances,
+            &statuses,
+            &positioned,
+        )
     });
     let mut users = Vec::with_capacity(outcomes.iter().map(|o| o.read.users.len()).sum());
     let mut user_names = Vec::with_capacity(users.capacity());
@@ -224,6 +233,7 @@ fn read_user_file(
     file: &str,
     instances: &Instances,
     statuses: &[&'static str],
+    positioned: &std::sync::Mutex<()>,
 ) -> FileOutcome {
     let mut outcome = FileOutcome {
         read: fast::FileUsers::default(),
@@ -244,6 +254,8 @@ fn read_user_file(
         outcome.read = read;
         return outcome;
     }
+    // A worker that panicked while holding the lock left nothing half-done in `()`.
+    let _one_at_a_time = positioned.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(node) = parse(text, file, problems) {
         read_users(
             &node,
