@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod completions;
+mod import;
 mod init;
 mod validate;
 
@@ -107,6 +108,14 @@ pub enum Command {
   roster init my-folder && roster validate my-folder
   roster init --force                            # replace the two example files")]
     Init(InitArgs),
+    /// Write user files that describe every account the instances hold today (each with
+    /// its live status), one file per instance under DIR/imported. Never overwrites
+    /// without --force; a summary on stderr.
+    #[command(after_help = "Examples:
+  roster import                                  # ./desired-state -> desired-state/imported/*.yaml
+  roster import --provider atlan --join login    # one instance; join people by login
+  roster import --out desired-state/people/imported --force   # replace an earlier import")]
+    Import(import::ImportArgs),
     /// Print the shell completion script for bash, zsh or fish to stdout.
     #[command(after_help = "Examples:
   roster completions bash > ~/.local/share/bash-completion/completions/roster
@@ -136,7 +145,7 @@ pub struct CompletionsArgs {
 
 #[derive(Args, Debug)]
 pub struct SimulateArgs {
-    /// Provider kind: atlan, zitadel, acronis, status-api or suspend-api.
+    /// Provider kind: atlan, zitadel, acronis, status-api, suspend-api or scim.
     #[arg(long)]
     pub kind: String,
     /// Generate this many users (ignored with --fixture).
@@ -462,6 +471,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             print(&init::next_steps(&args.dir, &written))?;
             Ok(0)
         }
+        Command::Import(args) => runtime()?.block_on(import::run(args, cli.log_format)),
         Command::Completions(args) => {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(&completions::script(args.shell))?;

@@ -45,6 +45,28 @@ const EXAMPLE: &[(&str, &str)] = &[
     ),
 ];
 
+/// The SCIM instance the demo adds to the example folder (a Slack workspace, reached
+/// through its SCIM API), and the file of its two people, whose accounts are named by
+/// `userName` as people usually know them.
+const SCIM_INSTANCE: &str = "
+  slack:
+    kind: scim
+    base_url: https://api.slack.com/scim/v2
+    auth: { bearer_token_env: SLACK_SCIM_TOKEN }
+";
+const SCIM_PEOPLE: (&str, &str) = (
+    "teams/design.yaml",
+    "users:
+  - name: noor.haddad
+    status: active
+    accounts: { slack: noor.haddad@acme.example }
+  - name: omar.rahman
+    status: inactive
+    reason: \"Left 2026-11-24 (HR-4431)\"
+    accounts: { slack: omar.rahman@acme.example }
+",
+);
+
 /// The live state the simulators start in, where it differs from the folder:
 /// (instance, account id, live status, privileged).
 const LIVE: &[(&str, &str, &str, bool)] = &[
@@ -109,6 +131,7 @@ const LIVE: &[(&str, &str, &str, bool)] = &[
         false,
     ),
     ("helpdesk", "mara", "active", false),
+    ("slack", "omar.rahman@acme.example", "active", false),
     (
         "portal",
         "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
@@ -175,6 +198,11 @@ pub async fn run() -> Result<String, DemoError> {
         }
         std::fs::write(path, example_text(name, text, until)?)?;
     }
+    let providers = folder.join("providers.yaml");
+    let mut text = std::fs::read_to_string(&providers)?;
+    text.push_str(SCIM_INSTANCE);
+    std::fs::write(&providers, text)?;
+    std::fs::write(folder.join(SCIM_PEOPLE.0), SCIM_PEOPLE.1)?;
     let example = desired::load(&folder)?;
     let simulators = start_simulators(&example).await?;
     write_providers(&folder, workdir.path(), &example, &simulators)?;
@@ -193,10 +221,11 @@ pub async fn run() -> Result<String, DemoError> {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Roster demo: {} people, {} accounts at {} provider instances (five simulators on loopback).\n",
+        "Roster demo: {} people, {} accounts at {} provider instances ({} simulators on loopback).\n",
         desired.users.len(),
         desired.account_count(),
-        desired.instances.len()
+        desired.instances.len(),
+        simulators.len()
     );
     let width = simulators
         .keys()
@@ -234,6 +263,12 @@ pub async fn run() -> Result<String, DemoError> {
              cannot be deactivated until someone removes the admin role). Roster makes no call for them.\n",
         );
     }
+
+    out.push_str(
+        "\nslack is a SCIM 2.0 service provider (the kind that covers Slack, GitHub Enterprise and every\n\
+         app Entra ID or Okta provisions): its accounts are named by userName, read in the pages of\n\
+         two the server grants, and written by id with PATCH /Users/{id}.\n",
+    );
 
     let _ = writeln!(out, "\n== 2. roster apply: one reconcile pass ==\n");
     let summary = apply::apply(&plan, &desired, &providers, &options, None).await;
@@ -294,13 +329,22 @@ async fn start_simulators(
             .iter()
             .flat_map(|u| u.accounts.iter().map(move |a| (u, a)))
             .filter(|(_, a)| &a.instance == name)
-            .map(|(user, account)| {
+            .enumerate()
+            .map(|(n, (user, account))| {
                 let live = LIVE
                     .iter()
                     .find(|(i, id, _, _)| i == name && *id == account.id);
+                // A SCIM server gives every account an id; the folder names them by
+                // userName.
+                let (id, user_name) = if kind == SimKind::Scim {
+                    let id = format!("9d1c5e2f-4a3b-4c7d-8e9f-{n:012x}");
+                    (id, account.id.clone())
+                } else {
+                    (account.id.clone(), user.name.clone())
+                };
                 SimUser {
-                    id: account.id.clone(),
-                    name: user.name.clone(),
+                    id,
+                    name: user_name,
                     status: live
                         .map(|l| l.2.to_string())
                         .unwrap_or_else(|| account.status.to_string()),
@@ -316,6 +360,10 @@ async fn start_simulators(
             config.tenant_id = tenant.to_string();
         }
         config.organization_id = instance.setting("organization_id").map(String::from);
+        if kind == SimKind::Scim {
+            // Pages of two: the SCIM server caps what Roster asks for.
+            config.page_size_max = 2;
+        }
         if kind == SimKind::Zitadel {
             config.faults = Faults {
                 rules: vec![FaultRule {

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod demo;
 pub mod desired;
 pub mod escape;
+pub mod import;
 pub mod lease;
 pub mod lock;
 pub mod model;

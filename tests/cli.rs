@@ -529,7 +529,7 @@ async fn markdown_plan_is_a_table_for_pull_requests() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_converges_across_five_kinds() {
+async fn demo_converges_across_six_kinds() {
     let run = common::run_roster(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
         &["demo"],
@@ -539,20 +539,27 @@ async fn demo_converges_across_five_kinds() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
         run.stdout
-            .contains("Plan: 14 changes, 18 in sync, 1 blocked, 0 errors."),
+            .contains("Plan: 15 changes, 19 in sync, 1 blocked, 0 errors."),
         "{}",
         run.stdout
     );
     assert!(
         run.stdout
-            .contains("Apply: 13 applied, 1 already converged, 0 failed, 1 blocked"),
+            .contains("Apply: 14 applied, 1 already converged, 0 failed, 1 blocked"),
         "{}",
         run.stdout
     );
     assert!(
         run.stdout
-            .contains("Plan: 0 changes, 32 in sync, 1 blocked, 0 errors."),
+            .contains("Plan: 0 changes, 34 in sync, 1 blocked, 0 errors."),
         "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.lines().any(|l| l.contains("slack")
+            && l.contains("omar.rahman@acme.example")
+            && l.ends_with("applied")),
+        "the SCIM instance's leaver, named by userName, is deactivated: {}",
         run.stdout
     );
     assert!(

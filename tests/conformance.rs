@@ -40,6 +40,10 @@ struct KindCase {
     headers: &'static [(&'static str, &'static str)],
     /// A query parameter every API request carries.
     query: Option<(&'static str, &'static str)>,
+    /// The `Accept` header every request carries.
+    accept: &'static str,
+    /// The `Content-Type` of a request with a body.
+    content_type: &'static str,
     /// The `i`th account id in this API's shape.
     id: fn(usize) -> String,
 }
@@ -48,7 +52,7 @@ fn uuid(i: usize) -> String {
     format!("0c1d2e3f-4a5b-4c6d-8e7f-{i:012x}")
 }
 
-const CASES: [KindCase; 5] = [
+const CASES: [KindCase; 6] = [
     KindCase {
         kind: SimKind::Atlan,
         method: "POST",
@@ -56,6 +60,8 @@ const CASES: [KindCase; 5] = [
         body: |to, _, _| json!({ "enabled": to == "active" }),
         headers: &[],
         query: None,
+        accept: "application/json",
+        content_type: "application/json",
         id: uuid,
     },
     KindCase {
@@ -68,6 +74,8 @@ const CASES: [KindCase; 5] = [
         body: |_, _, _| json!({}),
         headers: &[],
         query: Some(("organization.orgId", ORG)),
+        accept: "application/json",
+        content_type: "application/json",
         id: |i| (269_629_012_906_488_334_u64 + i as u64).to_string(),
     },
     KindCase {
@@ -77,6 +85,8 @@ const CASES: [KindCase; 5] = [
         body: |to, _, version| json!({ "enabled": to == "active", "version": version }),
         headers: &[],
         query: None,
+        accept: "application/json",
+        content_type: "application/json",
         id: uuid,
     },
     KindCase {
@@ -89,6 +99,8 @@ const CASES: [KindCase; 5] = [
         },
         headers: &[("x-api-version", API_VERSION)],
         query: None,
+        accept: "application/json",
+        content_type: "application/json",
         id: uuid,
     },
     KindCase {
@@ -98,6 +110,24 @@ const CASES: [KindCase; 5] = [
         body: |to, _, _| json!({ "active": to == "active" }),
         headers: &[("x-tenant-id", TENANT)],
         query: None,
+        accept: "application/json",
+        content_type: "application/json",
+        id: uuid,
+    },
+    KindCase {
+        kind: SimKind::Scim,
+        method: "PATCH",
+        path: |id, _| format!("/Users/{id}"),
+        body: |to, _, _| {
+            json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "active", "value": to == "active"}],
+            })
+        },
+        headers: &[],
+        query: None,
+        accept: "application/scim+json, application/json",
+        content_type: "application/scim+json",
         id: uuid,
     },
 ];
@@ -146,13 +176,13 @@ impl KindCase {
         let what = format!("{}: {} {}", self.name(), r.method, r.path);
         let header = |name: &str| r.headers.get(name).map(String::as_str);
         assert_eq!(header("authorization"), Some("Bearer ***"), "{what}");
-        assert_eq!(header("accept"), Some("application/json"), "{what}");
+        assert_eq!(header("accept"), Some(self.accept), "{what}");
         assert!(
             header("user-agent").is_some_and(|ua| ua.starts_with("roster/")),
             "{what}"
         );
         if r.body.is_some() {
-            assert_eq!(header("content-type"), Some("application/json"), "{what}");
+            assert_eq!(header("content-type"), Some(self.content_type), "{what}");
         }
         for (name, value) in self.headers {
             assert_eq!(header(name), Some(*value), "{what}: header {name}");
@@ -209,6 +239,11 @@ macro_rules! for_each_kind {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn suspend_api() {
                 super::$property(SimKind::SuspendApi).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn scim() {
+                super::$property(SimKind::Scim).await
             }
         }
     )*};

@@ -11,11 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use yaml_rust2::{Yaml, YamlLoader};
 
-const SUBCOMMANDS: [&str; 8] = [
+const SUBCOMMANDS: [&str; 10] = [
     "validate",
     "plan",
     "apply",
     "run",
+    "status",
+    "import",
     "demo",
     "simulate",
     "init",

@@ -284,3 +284,325 @@ async fn suspend_api_follows_the_cursor_and_lists_emails_and_the_owner() {
         Some(RefusalScope::Deactivation)
     );
 }
+
+/// A world of five instances (providers.yaml lists them in name order): anna at four of
+/// them under one email in different cases, a machine user `ci-bot` whose ZITADEL
+/// account has no email (joined by login), an Atlan admin, an Atlan `enabled: null`, a
+/// locked ZITADEL user, one email at two Atlan accounts, an Acronis instance without
+/// `tenant_id`, and a helpdesk account that people.yaml already claims by identifier.
+async fn team_world() -> common::World {
+    let mut world = common::World::new();
+    let atlan = vec![
+        sim_user("a-anna", "anna.schmidt", "active", false),
+        sim_user("a-ben", "ben", "active", true),
+        sim_user("a-ghost", "ghost", "unknown", false),
+        sim_user("a-team1", "team@example.com", "active", false),
+        sim_user("a-team2", "Team@Example.com", "inactive", false),
+    ];
+    world
+        .add("atlan", SimConfig::new(SimKind::Atlan, atlan), "")
+        .await;
+    world
+        .add(
+            "backup",
+            SimConfig::new(
+                SimKind::Acronis,
+                vec![sim_user("b-1", "anna.schmidt", "active", false)],
+            ),
+            "",
+        )
+        .await;
+    let helpdesk = vec![
+        sim_user("h-anna", "Anna.Schmidt@Example.COM", "suspended", false),
+        sim_user("h-ci", "ci-bot", "active", false),
+        sim_user("h-cy", "cy", "risky", false),
+    ];
+    world
+        .add("helpdesk", SimConfig::new(SimKind::StatusApi, helpdesk), "")
+        .await;
+    let vault = SimConfig::new(
+        SimKind::Acronis,
+        vec![sim_user("v-anna", "anna.schmidt", "inactive", false)],
+    );
+    let tenant = format!("    tenant_id: {}\n", vault.tenant_id);
+    world.add("vault", vault, &tenant).await;
+    let zitadel = vec![
+        sim_user("100", "anna.schmidt", "active", false),
+        sim_user("200", "ci-bot", "inactive", false),
+        sim_user("300", "eve", "locked", false),
+    ];
+    world
+        .add("zitadel", SimConfig::new(SimKind::Zitadel, zitadel), "")
+        .await;
+    world.write(
+        "people.yaml",
+        "users:\n  - name: cy\n    status: risky\n    accounts: { helpdesk: cy }\n",
+    );
+    world
+}
+
+fn read(world: &common::World, file: &str) -> String {
+    std::fs::read_to_string(world.folder().join("imported").join(file))
+        .unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+/// `user -> [(instance, id, status)]` of the folder as Roster loads it.
+fn loaded(world: &common::World) -> BTreeMap<String, Vec<(String, String, String)>> {
+    let state = roster::desired::load(&world.folder()).expect("the folder loads");
+    state
+        .users
+        .iter()
+        .map(|u| {
+            let accounts = u
+                .accounts
+                .iter()
+                .map(|a| (a.instance.clone(), a.id.clone(), a.status.to_string()))
+                .collect();
+            (u.name.clone(), accounts)
+        })
+        .collect()
+}
+
+fn acc(instance: &str, id: &str, status: &str) -> (String, String, String) {
+    (instance.to_string(), id.to_string(), status.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_joins_people_across_kinds_and_the_next_plan_is_empty() {
+    let world = team_world().await;
+    let run = world.roster(&["import", "desired-state"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout, "");
+    assert_eq!(world.write_count(), 0, "import only reads");
+
+    let users = loaded(&world);
+    let expected: BTreeMap<String, Vec<(String, String, String)>> = BTreeMap::from([
+        (
+            "anna.schmidt".to_string(),
+            vec![
+                acc("atlan", "a-anna", "active"),
+                acc("helpdesk", "h-anna", "suspended"),
+                acc("vault", "v-anna", "inactive"),
+                acc("zitadel", "100", "active"),
+            ],
+        ),
+        ("ben".to_string(), vec![acc("atlan", "a-ben", "active")]),
+        (
+            "ci-bot".to_string(),
+            vec![
+                acc("helpdesk", "h-ci", "active"),
+                acc("zitadel", "200", "inactive"),
+            ],
+        ),
+        ("cy".to_string(), vec![acc("helpdesk", "cy", "risky")]),
+        ("team".to_string(), vec![acc("atlan", "a-team1", "active")]),
+        (
+            "team-2".to_string(),
+            vec![acc("atlan", "a-team2", "inactive")],
+        ),
+    ]);
+    assert_eq!(users, expected);
+
+    let atlan = read(&world, "atlan.yaml");
+    assert!(
+        atlan.contains(
+            "  - name: anna.schmidt   # anna.schmidt@example.com\n    status: active\n    accounts:\n      atlan: \"a-anna\"\n      helpdesk: { id: \"h-anna\", status: suspended }\n      vault: { id: \"v-anna\", status: inactive }\n      zitadel: \"100\"\n"
+        ),
+        "{atlan}"
+    );
+    let note = "  # not joined: the email \"team@example.com\" links 2 accounts at one instance (\"a-team1\", \"a-team2\"), so Roster cannot tell whose is whose\n";
+    assert_eq!(atlan.matches(note).count(), 2, "{atlan}");
+    assert!(
+        atlan.contains("  # - name: ghost   # ghost@example.com\n  #   accounts:\n  #     atlan: \"a-ghost\"   # live status 'unknown': Atlan reports no enabled state (enabled: null)"),
+        "{atlan}"
+    );
+    let helpdesk = read(&world, "helpdesk.yaml");
+    assert!(
+        helpdesk.contains("  - name: ci-bot   # ci-bot@example.com\n    status: active\n    accounts:\n      helpdesk: \"h-ci\"\n      zitadel: { id: \"200\", status: inactive }\n"),
+        "{helpdesk}"
+    );
+    let zitadel = read(&world, "zitadel.yaml");
+    assert!(zitadel.contains("users: []\n"), "{zitadel}");
+    assert!(
+        zitadel.contains(
+            "  #     zitadel: \"300\"   # live status 'locked': the user is locked in ZITADEL"
+        ),
+        "{zitadel}"
+    );
+    assert!(read(&world, "vault.yaml").contains("users: []\n"));
+    assert!(!world.folder().join("imported/backup.yaml").exists());
+
+    for line in [
+        "Imported 9 account(s) into 5 user(s), 2 of them joined across instances.",
+        "  desired-state/imported/atlan.yaml: 4 user(s), 7 account(s)",
+        "  desired-state/imported/helpdesk.yaml: 1 user(s), 2 account(s)",
+        "Skipped 1 account(s) that a file already claims (helpdesk: 1).",
+        "Written as comments, not imported: 2 account(s) Roster cannot manage as they are:",
+        "Not joined: 2 account(s) share an email or login ambiguously; each is its own user, with a comment that says why.",
+        "Cannot list backup, nothing imported from it: an acronis instance lists its accounts only with the `tenant_id` setting",
+    ] {
+        assert!(run.stderr.contains(line), "missing {line:?} in:\n{}", run.stderr);
+    }
+
+    let validate = world.roster(&["validate", "desired-state"]).await;
+    assert_eq!(validate.code, 0, "{validate:?}");
+    let plan = world
+        .roster(&[
+            "plan",
+            "desired-state",
+            "--format",
+            "json",
+            "--detailed-exitcode",
+        ])
+        .await;
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let plan = plan.json();
+    assert_eq!(plan["changes"], serde_json::json!([]), "{plan}");
+    assert_eq!(plan["errors"], serde_json::json!([]), "{plan}");
+    assert_eq!(plan["blocked"], serde_json::json!([]), "{plan}");
+    assert_eq!(world.write_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_never_overwrites_without_force_and_rewrites_the_same_bytes() {
+    let world = team_world().await;
+    let first = world.roster(&["import", "desired-state"]).await;
+    assert_eq!(first.code, 0, "{first:?}");
+    let files = ["atlan.yaml", "helpdesk.yaml", "vault.yaml", "zitadel.yaml"];
+    let before: Vec<String> = files.iter().map(|f| read(&world, f)).collect();
+
+    let again = world.roster(&["import", "desired-state"]).await;
+    assert_eq!(again.code, 1, "{again:?}");
+    assert!(
+        again.stderr.contains("desired-state/imported/atlan.yaml, desired-state/imported/helpdesk.yaml, desired-state/imported/vault.yaml, desired-state/imported/zitadel.yaml: already exist; nothing was written (use --force"),
+        "{}",
+        again.stderr
+    );
+
+    let forced = world.roster(&["import", "desired-state", "--force"]).await;
+    assert_eq!(forced.code, 0, "{forced:?}");
+    let after: Vec<String> = files.iter().map(|f| read(&world, f)).collect();
+    assert_eq!(before, after, "unchanged live state, the same bytes");
+    assert_eq!(first.stderr, forced.stderr, "and the same summary");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_writes_only_inside_the_folder_and_only_the_chosen_instances() {
+    let mut world = common::World::new();
+    let hostile = vec![
+        sim_user(
+            "h-1",
+            "eve\n- name: forged\u{1b}[2J\u{202e}",
+            "active",
+            false,
+        ),
+        sim_user("h-2", "x\"}: {y", "inactive", false),
+    ];
+    world
+        .add("helpdesk", SimConfig::new(SimKind::StatusApi, hostile), "")
+        .await;
+    world
+        .add(
+            "zitadel",
+            SimConfig::new(
+                SimKind::Zitadel,
+                vec![sim_user("1", "zed", "active", false)],
+            ),
+            "",
+        )
+        .await;
+    world.write("people.yaml", "users: []\n");
+
+    let outside = world
+        .roster(&["import", "desired-state", "--out", "elsewhere"])
+        .await;
+    assert_eq!(outside.code, 64, "{outside:?}");
+    assert!(
+        outside.stderr.contains("not inside the folder"),
+        "{}",
+        outside.stderr
+    );
+    assert!(!world.dir.path().join("elsewhere").exists());
+
+    let run = world
+        .roster(&[
+            "import",
+            "desired-state",
+            "--provider",
+            "helpdesk",
+            "--out",
+            "desired-state/people/from-helpdesk",
+        ])
+        .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let folder = world.folder().join("people/from-helpdesk");
+    let names: Vec<String> = std::fs::read_dir(&folder)
+        .expect("out folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["helpdesk.yaml"]);
+    let text = std::fs::read_to_string(folder.join("helpdesk.yaml")).expect("file");
+    assert!(
+        !text
+            .chars()
+            .any(|c| c.is_control() && c != '\n' || c == '\u{202e}'),
+        "{text:?}"
+    );
+    let users = loaded(&world);
+    assert_eq!(
+        users,
+        BTreeMap::from([
+            (
+                "eve-name-forged-2j".to_string(),
+                vec![acc("helpdesk", "h-1", "active")]
+            ),
+            ("x-y".to_string(), vec![acc("helpdesk", "h-2", "inactive")]),
+        ]),
+        "{text}"
+    );
+    assert!(!run.stderr.contains('\u{1b}'), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joined_user_lives_in_the_file_of_its_first_instance_in_providers_yaml() {
+    let mut world = common::World::new();
+    world
+        .add(
+            "atlan",
+            SimConfig::new(
+                SimKind::Atlan,
+                vec![sim_user("a-1", "anna", "active", false)],
+            ),
+            "",
+        )
+        .await;
+    world
+        .add(
+            "zitadel",
+            SimConfig::new(
+                SimKind::Zitadel,
+                vec![sim_user("9", "anna", "inactive", false)],
+            ),
+            "",
+        )
+        .await;
+    // The helper writes instances in name order; put zitadel first.
+    let providers =
+        std::fs::read_to_string(world.folder().join("providers.yaml")).expect("providers");
+    let (head, zitadel) = providers.split_once("  zitadel:").expect("zitadel block");
+    world.write(
+        "providers.yaml",
+        &format!(
+            "providers:\n  zitadel:{zitadel}{}",
+            &head["providers:\n".len()..]
+        ),
+    );
+    let run = world.roster(&["import", "desired-state"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let zitadel = read(&world, "zitadel.yaml");
+    assert!(
+        zitadel.contains("  - name: anna   # anna@example.com\n    status: inactive\n    accounts:\n      zitadel: \"9\"\n      atlan: { id: \"a-1\", status: active }\n"),
+        "{zitadel}"
+    );
+    assert!(read(&world, "atlan.yaml").contains("users: []\n"));
+}

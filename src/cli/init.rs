@@ -19,7 +19,7 @@ const PROVIDERS: &str = r#"# Provider instances Roster reconciles: one entry per
 providers:
   # The instance name (here `helpdesk`) is what user files refer to.
   helpdesk:
-    # atlan | zitadel | acronis | status-api | suspend-api
+    # atlan | zitadel | acronis | status-api | suspend-api | scim
     kind: status-api
     # This example points at the simulator that
     #   roster simulate --kind status-api

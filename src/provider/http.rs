@@ -200,6 +200,7 @@ pub struct ApiRequest {
     segments: Vec<String>,
     query: Vec<(String, String)>,
     body: Option<serde_json::Value>,
+    content_type: &'static str,
     skip: Vec<&'static str>,
 }
 
@@ -210,6 +211,7 @@ impl ApiRequest {
             segments: segments.iter().map(|s| s.to_string()).collect(),
             query: Vec::new(),
             body: None,
+            content_type: "application/json",
             skip: Vec::new(),
         }
     }
@@ -225,6 +227,13 @@ impl ApiRequest {
 
     pub fn json(mut self, body: serde_json::Value) -> Self {
         self.body = Some(body);
+        self
+    }
+
+    /// Sends the JSON body under another media type than `application/json` (SCIM's
+    /// `application/scim+json`, which SCIM servers are required to accept).
+    pub fn content_type(mut self, media_type: &'static str) -> Self {
+        self.content_type = media_type;
         self
     }
 
@@ -426,7 +435,7 @@ impl HttpClient {
             builder = builder.header(AUTHORIZATION, auth_value);
             if let Some(body) = &request.body {
                 builder = builder
-                    .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                    .header(CONTENT_TYPE, HeaderValue::from_static(request.content_type))
                     .body(body.to_string());
             }
             let started = Instant::now();

@@ -9,6 +9,7 @@
 pub mod acronis;
 pub mod atlan;
 pub mod http;
+pub mod scim;
 pub mod status_api;
 pub mod suspend_api;
 pub mod zitadel;
@@ -40,6 +41,7 @@ pub fn kinds() -> &'static [&'static Kind] {
         &acronis::KIND,
         &status_api::KIND,
         &suspend_api::KIND,
+        &scim::KIND,
     ];
     KINDS
 }

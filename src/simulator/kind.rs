@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use serde::Serialize;
 
 use super::{
-    acronis, atlan, status_api, suspend_api, uuid, zitadel, CursorFault, Shared, SimKind,
+    acronis, atlan, scim, status_api, suspend_api, uuid, zitadel, CursorFault, Shared, SimKind,
     StoredUser,
 };
 
@@ -66,6 +66,7 @@ pub(super) fn api(kind: SimKind) -> &'static dyn KindApi {
         SimKind::Atlan => &atlan::Atlan,
         SimKind::Zitadel => &zitadel::Zitadel,
         SimKind::Acronis => &acronis::Acronis,
+        SimKind::Scim => &scim::Scim,
     }
 }
 

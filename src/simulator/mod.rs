@@ -24,6 +24,7 @@ mod log;
 mod model;
 mod pipeline;
 mod redact;
+mod scim;
 mod server;
 mod state;
 mod status_api;
@@ -41,6 +42,7 @@ pub use faults::{load_faults, FaultAction, FaultRule, FaultTarget, Faults, Fault
 pub use fixture::{load_fixture, FixtureError};
 pub use log::RecordedRequest;
 pub use model::{SimConfig, SimKind, SimUser};
+pub use scim::ScimStyle;
 pub use server::{serve_forever, Simulator};
 
 use admin::*;

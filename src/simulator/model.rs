@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::Faults;
+use super::{Faults, ScimStyle};
 
 /// The provider kinds Roster can talk to; each has one simulator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
@@ -20,16 +20,19 @@ pub enum SimKind {
     Zitadel,
     /// Acronis Account Management API v2.
     Acronis,
+    /// Any SCIM 2.0 service provider.
+    Scim,
 }
 
 impl SimKind {
     /// Every kind, for `roster demo` and for tests that cover them all.
-    pub const ALL: [SimKind; 5] = [
+    pub const ALL: [SimKind; 6] = [
         SimKind::StatusApi,
         SimKind::SuspendApi,
         SimKind::Atlan,
         SimKind::Zitadel,
         SimKind::Acronis,
+        SimKind::Scim,
     ];
 
     /// The name used in configuration files and on the command line.
@@ -40,6 +43,7 @@ impl SimKind {
             SimKind::Atlan => "atlan",
             SimKind::Zitadel => "zitadel",
             SimKind::Acronis => "acronis",
+            SimKind::Scim => "scim",
         }
     }
 
@@ -48,7 +52,7 @@ impl SimKind {
     pub fn status_field(&self) -> &'static str {
         match self {
             SimKind::StatusApi => "status",
-            SimKind::SuspendApi => "active",
+            SimKind::SuspendApi | SimKind::Scim => "active",
             SimKind::Atlan | SimKind::Acronis => "enabled",
             SimKind::Zitadel => "state",
         }
@@ -110,6 +114,8 @@ pub struct SimConfig {
     pub page_size_max: usize,
     /// Lifetime of an acronis access token.
     pub token_ttl: Duration,
+    /// SCIM: how `active` is served and how PATCH answers.
+    pub scim: ScimStyle,
     /// Faults active from the start; [`Simulator::set_faults`] replaces them later.
     pub faults: Faults,
 }
@@ -126,6 +132,7 @@ impl std::fmt::Debug for SimConfig {
             .field("api_version", &self.api_version)
             .field("page_size_max", &self.page_size_max)
             .field("token_ttl", &self.token_ttl)
+            .field("scim", &self.scim)
             .field("faults", &self.faults)
             .finish()
     }
@@ -144,6 +151,7 @@ impl SimConfig {
             api_version: "v1".to_string(),
             page_size_max: 100,
             token_ttl: Duration::from_secs(2 * 60 * 60),
+            scim: ScimStyle::default(),
             faults: Faults::default(),
         }
     }

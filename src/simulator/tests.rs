@@ -315,6 +315,7 @@ async fn every_kind_rejects_missing_auth_and_unknown_routes() {
             SimKind::Atlan => "/api/service/users",
             SimKind::Zitadel => "/resources/v3alpha/users/1",
             SimKind::Acronis => "/api/2/users/1",
+            SimKind::Scim => "/Users",
         };
         let resp = http()
             .get(format!("{}{list}", sim.base_url()))

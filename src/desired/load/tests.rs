@@ -296,7 +296,7 @@ fn every_providers_rule_reports_its_position() {
             (
                 "unknown kind",
                 "providers:\n  x:\n    kind: atlan2\n    base_url: https://a.example\n    auth: { bearer_token_env: T }\n",
-                "providers.yaml:3:11: unknown kind 'atlan2' (did you mean 'atlan'?); known kinds: atlan, zitadel, acronis, status-api, suspend-api",
+                "providers.yaml:3:11: unknown kind 'atlan2' (did you mean 'atlan'?); known kinds: atlan, zitadel, acronis, status-api, suspend-api, scim",
             ),
             (
                 "plain http to a remote host",
