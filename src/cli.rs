@@ -592,7 +592,7 @@ fn validate(args: &ValidateArgs, log_format: LogFormat) -> anyhow::Result<u8> {
                 .iter()
                 .map(|message| Problem {
                     location: Location {
-                        file: file.clone(),
+                        file: file.as_str().into(),
                         ..Location::default()
                     },
                     message: message.clone(),
@@ -623,7 +623,7 @@ fn providers_file(state: &DesiredState, dir: &Path) -> String {
         .instances
         .values()
         .next()
-        .map(|instance| instance.location.file.clone())
+        .map(|instance| instance.location.file.to_string())
         .unwrap_or_else(|| dir.join("providers.yaml").display().to_string())
 }
 

@@ -118,7 +118,7 @@ pub async fn run(args: ImportArgs, log_format: LogFormat) -> anyhow::Result<u8> 
     }
     let replaced: HashSet<PathBuf> = targets.iter().map(|t| normal(t)).collect();
     let existing = Existing::of(&desired, |user| {
-        replaced.contains(&normal(Path::new(&user.location.file)))
+        replaced.contains(&normal(Path::new(&*user.location.file)))
     });
     let import = import::build(&sources, &existing, args.join);
     let files: Vec<(PathBuf, &import::ImportFile)> = import

@@ -81,7 +81,7 @@ pub fn case_variant_problem(file: String, name: &str) -> Problem {
 pub fn problem_at(file: String, message: impl Into<String>) -> Problem {
     Problem {
         location: Location {
-            file,
+            file: file.into(),
             ..Location::default()
         },
         message: message.into(),

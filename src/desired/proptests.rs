@@ -2,8 +2,10 @@
 //! pull request would (flipped bytes, inserted control bytes, truncation, duplicated
 //! lines, renamed keys), never make the loader panic, and every problem it reports
 //! points into the folder with a position inside the file. The on-disk and in-memory
-//! entry points agree on every case.
+//! entry points agree on every case. The fast path for user files agrees exactly with
+//! the positioned path on every mutated user file, and never accepts one it rejects.
 
+use super::load::compare_paths;
 use super::{load, load_files, InvalidFolder};
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
@@ -48,6 +50,39 @@ users:
   - name: cy
     status: inactive
     accounts: { portal: p-3, helpdesk: cy }
+";
+
+/// Every shape the fast path reads: flow and block forms, quoted and multi-line
+/// scalars, comments, time bounds at both levels, empty accounts.
+const VARIED: &str = "\
+users:
+  - name: ann # a comment
+    status: inactive
+    reason: 'Left (HR-1): see ticket'
+    accounts:
+      portal: p-1
+      helpdesk: { id: \"ann\", status: suspended }
+  - {name: bob, status: active, accounts: {acronis: 6f1e2d3c, portal: p-2}}
+  - name: \"cy\"
+    status: active
+    until: 2026-12-31T18:00:00+01:00
+    then: suspended
+    accounts:
+      helpdesk: cy
+      portal: { id: p-3, until: 2026-12-15T18:00:00Z, then: inactive }
+  - name: dee
+    status: active
+    from: 2027-01-04T08:00:00+01:00
+    reason: >
+      Joins in January
+      (HR-7)
+    accounts:
+      helpdesk:
+        id: dee
+        before: onboarding
+  - name: eve
+    status: active
+    accounts:
 ";
 
 const FILES: [&str; 3] = ["providers.yaml", "people.yaml", "teams/leavers.yml"];
@@ -121,7 +156,7 @@ fn check_positions(
         let location = &problem.location;
         prop_assert!(!problem.message.is_empty());
         prop_assert!(
-            location.file == root || location.file.starts_with(&format!("{root}/")),
+            *location.file == *root || location.file.starts_with(&format!("{root}/")),
             "{problem}"
         );
         if location.line == 0 {
@@ -184,6 +219,39 @@ proptest! {
             _ => prop_assert!(false, "disk and memory disagree: {on_disk:?} / {in_memory:?}"),
         }
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_fast_path_agrees_with_the_positioned_path(
+        base in 0..3usize,
+        mutations in prop::collection::vec(mutation(), 0..4)
+    ) {
+        let mut bytes = [PEOPLE, LEAVERS, VARIED][base].as_bytes().to_vec();
+        for mutation in &mutations {
+            apply(&mut bytes, mutation);
+        }
+        // The fast path sees only text that passed the file-level checks.
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            if let Err(disagreement) = compare_paths(PROVIDERS, text) {
+                return Err(TestCaseError::fail(format!("{text:?}\n{disagreement}")));
+            }
+        }
+    }
+}
+
+#[test]
+fn the_fast_path_reads_every_valid_shape() {
+    for text in [PEOPLE, LEAVERS, VARIED, "users: []\n"] {
+        assert_eq!(compare_paths(PROVIDERS, text), Ok(true), "{text}");
+    }
+    let synthetic = super::synthetic::user_file(0, 0, 200);
+    assert_eq!(
+        compare_paths(super::synthetic::PROVIDERS, &synthetic),
+        Ok(true)
+    );
 }
 
 #[test]

@@ -104,6 +104,14 @@ pub fn valid_env_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// A value from the file for a message, in quotes, unless it looks like a secret.
+pub fn quoted(value: &str) -> String {
+    match looks_like_secret(value, false) {
+        Some(_) => "(not shown: it looks like a secret)".to_string(),
+        None => format!("'{value}'"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,7 +32,7 @@ pub fn position(text: &str, at: usize) -> (usize, usize) {
 fn problem(file: &str, (line, column): (usize, usize), message: String) -> Problem {
     Problem {
         location: Location {
-            file: file.to_string(),
+            file: file.into(),
             line,
             column,
         },

@@ -5,6 +5,7 @@ use super::secrets::looks_like_secret;
 use super::{Location, Problem};
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 use marked_yaml::{Node, Span};
+use std::sync::Arc;
 
 /// The most problems shown for one file; the rest are counted in one closing line. A
 /// hostile file (`users: [a,a,a,...]`) would otherwise yield millions of them.
@@ -13,6 +14,8 @@ pub const MAX_PROBLEMS_PER_FILE: usize = 100;
 /// One file being read: its display path, and the problems found so far.
 pub struct FileReader<'a> {
     pub file: &'a str,
+    /// `file`, shared by every location this reader makes.
+    shared: Arc<str>,
     problems: &'a mut Vec<Problem>,
     reported: usize,
     hidden: usize,
@@ -25,7 +28,7 @@ pub const HIDDEN_SUFFIX: &str = "per file)";
 pub fn hidden_problems(file: &str, hidden: usize) -> Problem {
     Problem {
         location: Location {
-            file: file.to_string(),
+            file: file.into(),
             ..Location::default()
         },
         message: format!(
@@ -46,6 +49,7 @@ impl<'a> FileReader<'a> {
     pub fn new(file: &'a str, problems: &'a mut Vec<Problem>) -> FileReader<'a> {
         FileReader {
             file,
+            shared: file.into(),
             problems,
             reported: 0,
             hidden: 0,
@@ -77,7 +81,7 @@ impl<'a> FileReader<'a> {
             .map(|m| (m.line(), m.column()))
             .unwrap_or((0, 0));
         Location {
-            file: self.file.to_string(),
+            file: Arc::clone(&self.shared),
             line,
             column,
         }
