@@ -565,7 +565,7 @@ fn log_level(verbose: u8, daemon: bool) -> &'static str {
 /// in the chosen format. The exit code is the same in every format: 0 valid, 1 invalid.
 fn validate(args: &ValidateArgs, log_format: LogFormat) -> anyhow::Result<u8> {
     let dir = &args.folder.dir;
-    let (problems, summary) = match desired::load(dir) {
+    let (problems, summary) = match desired::load(dir, crate::provider::specs()) {
         Ok(state) => {
             let unknown = unknown_providers(&state, &args.folder.providers);
             if unknown.is_empty() {
@@ -659,11 +659,12 @@ fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
 /// Loads the folder and connects the selected instances, failing early and clearly. The
 /// instances report their requests to the returned progress display.
 fn prepare(folder: &FolderArgs) -> anyhow::Result<(DesiredState, Providers, Arc<Progress>)> {
-    let desired = desired::load(&folder.dir).map_err(|invalid| FolderRejected {
-        dir: folder.dir.display().to_string(),
-        count: invalid.count_text(),
-        problems: invalid.problems,
-    })?;
+    let desired =
+        desired::load(&folder.dir, crate::provider::specs()).map_err(|invalid| FolderRejected {
+            dir: folder.dir.display().to_string(),
+            count: invalid.count_text(),
+            problems: invalid.problems,
+        })?;
     let unknown = unknown_providers(&desired, &folder.providers);
     if !unknown.is_empty() {
         return Err(anyhow!(unknown.join("\n")));

@@ -203,10 +203,10 @@ pub async fn run() -> Result<String, DemoError> {
     text.push_str(SCIM_INSTANCE);
     std::fs::write(&providers, text)?;
     std::fs::write(folder.join(SCIM_PEOPLE.0), SCIM_PEOPLE.1)?;
-    let example = desired::load(&folder)?;
+    let example = desired::load(&folder, crate::provider::specs())?;
     let simulators = start_simulators(&example).await?;
     write_providers(&folder, workdir.path(), &example, &simulators)?;
-    let desired = desired::load(&folder)?;
+    let desired = desired::load(&folder, crate::provider::specs())?;
     let instances: Vec<_> = desired.instances.values().collect();
     let providers = reconcile::connect_all(&instances, Arc::new(NoObserver)).map_err(|errors| {
         DemoError::Setup(

@@ -910,10 +910,12 @@ mod tests {
                 file.text.as_bytes().to_vec(),
             ));
         }
-        crate::desired::load_files(Path::new("ds"), files).unwrap_or_else(|invalid| {
-            let texts: Vec<&str> = import.files.iter().map(|f| f.text.as_str()).collect();
-            panic!("{invalid}\n{}", texts.join("\n---\n"))
-        })
+        crate::desired::load_files(Path::new("ds"), files, crate::provider::specs()).unwrap_or_else(
+            |invalid| {
+                let texts: Vec<&str> = import.files.iter().map(|f| f.text.as_str()).collect();
+                panic!("{invalid}\n{}", texts.join("\n---\n"))
+            },
+        )
     }
 
     /// `user -> [(instance, id, status)]` of a loaded folder.

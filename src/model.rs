@@ -25,6 +25,10 @@ pub struct KindSpec {
     pub settings: &'static [Setting],
 }
 
+/// Every kind a folder may name, handed to the loader by the caller that knows the
+/// adapters (`provider::specs()`), so that validating a folder never depends on them.
+pub type KindRegistry = &'static [&'static KindSpec];
+
 /// How a kind authenticates, which decides the keys allowed under `auth:`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthStyle {

@@ -95,7 +95,7 @@ async fn a_page_of_avatars_is_never_held_whole() {
         "users:\n  - name: one\n    status: active\n    accounts:\n      portal: user-1\n",
     )
     .unwrap();
-    let desired = roster::desired::load(dir.path()).unwrap();
+    let desired = roster::desired::load(dir.path(), roster::provider::specs()).unwrap();
     let provider =
         roster::provider::connect(&desired.instances["portal"], Arc::new(NoObserver)).unwrap();
     let accounts = vec!["user-1".to_string(), "user-3".to_string()];

@@ -348,7 +348,8 @@ fn read(world: &common::World, file: &str) -> String {
 
 /// `user -> [(instance, id, status)]` of the folder as Roster loads it.
 fn loaded(world: &common::World) -> BTreeMap<String, Vec<(String, String, String)>> {
-    let state = roster::desired::load(&world.folder()).expect("the folder loads");
+    let state = roster::desired::load(&world.folder(), roster::provider::specs())
+        .expect("the folder loads");
     state
         .users
         .iter()

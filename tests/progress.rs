@@ -38,7 +38,7 @@ async fn counts_the_reads_and_writes_of_a_plan_and_its_apply() {
     )
     .expect("people.yaml");
 
-    let desired = roster::desired::load(&folder).expect("valid folder");
+    let desired = roster::desired::load(&folder, roster::provider::specs()).expect("valid folder");
     let selected = reconcile::select(&desired, &[]).expect("instances");
     let progress = Arc::new(Progress::new(["helpdesk"], false));
     let providers = reconcile::connect_all(&selected, progress.clone())

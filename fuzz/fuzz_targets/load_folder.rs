@@ -35,7 +35,7 @@ fn split(data: &[u8]) -> Vec<(PathBuf, Vec<u8>)> {
 
 fuzz_target!(|data: &[u8]| {
     let files = split(data);
-    if let Err(invalid) = roster::desired::load_files(Path::new("fuzz"), files) {
+    if let Err(invalid) = roster::desired::load_files(Path::new("fuzz"), files, roster::provider::specs()) {
         // Every problem renders, and names the folder or a file in it.
         for problem in &invalid.problems {
             let line = problem.to_string();

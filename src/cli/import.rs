@@ -61,11 +61,12 @@ fn list(paths: &[PathBuf]) -> String {
 /// 1 on an error (nothing written), [`EXIT_USAGE`] for an `--out` outside the folder.
 pub async fn run(args: ImportArgs, log_format: LogFormat) -> anyhow::Result<u8> {
     let dir = &args.folder.dir;
-    let desired = desired::load(dir).map_err(|invalid| FolderRejected {
-        dir: dir.display().to_string(),
-        count: invalid.count_text(),
-        problems: invalid.problems,
-    })?;
+    let desired =
+        desired::load(dir, crate::provider::specs()).map_err(|invalid| FolderRejected {
+            dir: dir.display().to_string(),
+            count: invalid.count_text(),
+            problems: invalid.problems,
+        })?;
     let unknown = unknown_providers(&desired, &args.folder.providers);
     if !unknown.is_empty() {
         return Err(anyhow!(unknown.join("\n")));
@@ -127,7 +128,7 @@ pub async fn run(args: ImportArgs, log_format: LogFormat) -> anyhow::Result<u8> 
         .map(|f| (out.join(f.file_name()), f))
         .collect();
     let backups = write_all(&files, args.force)?;
-    if let Err(invalid) = desired::load(dir) {
+    if let Err(invalid) = desired::load(dir, crate::provider::specs()) {
         restore(&backups);
         for problem in &invalid.problems {
             say_line(log_format, "", &problem.to_string());

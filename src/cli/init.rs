@@ -148,7 +148,7 @@ mod tests {
         let folder = dir.path().join("desired-state");
         let written = write_folder(&folder, false).unwrap();
         assert_eq!(written.len(), 2);
-        let state = desired::load(&folder).unwrap();
+        let state = desired::load(&folder, crate::provider::specs()).unwrap();
         assert_eq!(state.instances.len(), 1);
         assert_eq!(state.users.len(), 2);
         assert_eq!(state.account_count(), 2);

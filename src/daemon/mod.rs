@@ -308,7 +308,8 @@ impl Supervisor {
         let dir = self.dir.clone();
         let started = std::time::Instant::now();
         let loaded = tokio::task::spawn_blocking(move || {
-            desired::load(&dir).map(|desired| (desired, audit::git_commit(&dir)))
+            desired::load(&dir, crate::provider::specs())
+                .map(|desired| (desired, audit::git_commit(&dir)))
         })
         .await;
         let (desired, git_commit) = match loaded {
@@ -737,7 +738,10 @@ mod tests {
                 format!("users:\n  - name: a\n    status: active\n    until: {until}\n    accounts: {{ h: a1 }}\n"),
             )
             .unwrap();
-            fingerprint(&desired::load(dir.path()).unwrap(), "h")
+            fingerprint(
+                &desired::load(dir.path(), crate::provider::specs()).unwrap(),
+                "h",
+            )
         };
         assert_ne!(
             people("2026-12-31T18:00:00Z"),

@@ -129,7 +129,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.path().join("people.yaml"), people).unwrap();
-        crate::desired::load(dir.path()).unwrap()
+        crate::desired::load(dir.path(), crate::provider::specs()).unwrap()
     }
 
     const BASE: &str = "users:

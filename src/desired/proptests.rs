@@ -205,8 +205,8 @@ proptest! {
             std::fs::write(&full, bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
         }
         let root = dir.path().display().to_string();
-        let on_disk = load(dir.path());
-        let in_memory = load_files(dir.path(), files.clone());
+        let on_disk = load(dir.path(), crate::provider::specs());
+        let in_memory = load_files(dir.path(), files.clone(), crate::provider::specs());
         match (&on_disk, &in_memory) {
             (Ok(a), Ok(b)) => {
                 prop_assert_eq!(a.users.len(), b.users.len());
@@ -260,6 +260,6 @@ fn the_unmutated_folder_is_valid() {
         .iter()
         .zip([PROVIDERS, PEOPLE, LEAVERS])
         .map(|(path, text)| (PathBuf::from(path), text.as_bytes().to_vec()));
-    let state = load_files(Path::new("root"), files).expect("valid");
+    let state = load_files(Path::new("root"), files, crate::provider::specs()).expect("valid");
     assert_eq!(state.account_count(), 5);
 }

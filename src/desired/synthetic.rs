@@ -131,7 +131,7 @@ mod tests {
     fn a_synthetic_folder_is_valid_and_has_what_was_asked() {
         let dir = tempfile::tempdir().unwrap();
         write_folder(dir.path(), 250, 3).unwrap();
-        let state = super::super::load(dir.path()).unwrap();
+        let state = super::super::load(dir.path(), crate::provider::specs()).unwrap();
         assert_eq!(state.users.len(), 250);
         assert_eq!(state.instances.len(), 5);
         let accounts = state.account_count();

@@ -21,6 +21,7 @@ use super::folder::{self, problem_at, NameClass, Names, RawFile, MAX_FILE_BYTES,
 use super::text;
 use super::yaml::HIDDEN_SUFFIX;
 use super::{DesiredState, InvalidFolder, Problem};
+use crate::model::KindRegistry;
 use parse::{parse, text_of};
 use providers::{read_providers, Instances};
 use std::collections::HashMap;
@@ -33,8 +34,9 @@ pub const PROVIDERS_FILE: &str = "providers.yaml";
 
 /// Loads and validates the folder at `root`. No network, no secrets: safe for
 /// pull-request CI. Either the whole folder is valid, or every problem is returned.
-/// Reading is bounded whatever the folder holds (see [`super::folder`]).
-pub fn load(root: &Path) -> Result<DesiredState, InvalidFolder> {
+/// Reading is bounded whatever the folder holds (see [`super::folder`]). `kinds` are the
+/// provider kinds a file may name (`crate::provider::specs()`).
+pub fn load(root: &Path, kinds: KindRegistry) -> Result<DesiredState, InvalidFolder> {
     let names = Names::new(root);
     let refuse = |message: String| InvalidFolder {
         problems: vec![problem_at(names.root(), message)],
@@ -54,7 +56,7 @@ pub fn load(root: &Path) -> Result<DesiredState, InvalidFolder> {
     }
     let mut problems = Vec::new();
     let files = folder::read_folder(root, &names, &mut problems);
-    validate(root, &names, files, problems)
+    validate(root, &names, files, problems, kinds)
 }
 
 /// Loads a folder given as files in memory (path relative to the folder, bytes), as if
@@ -64,6 +66,7 @@ pub fn load(root: &Path) -> Result<DesiredState, InvalidFolder> {
 pub fn load_files(
     root: &Path,
     files: impl IntoIterator<Item = (PathBuf, Vec<u8>)>,
+    kinds: KindRegistry,
 ) -> Result<DesiredState, InvalidFolder> {
     let names = Names::new(root);
     let mut problems = Vec::new();
@@ -117,7 +120,7 @@ pub fn load_files(
         }
         read.push(file);
     }
-    validate(root, &names, read, problems)
+    validate(root, &names, read, problems, kinds)
 }
 
 /// Validates the files read from a folder as one unit; `problems` holds what reading
@@ -127,6 +130,7 @@ fn validate(
     names: &Names,
     files: Vec<RawFile>,
     mut problems: Vec<Problem>,
+    kinds: KindRegistry,
 ) -> Result<DesiredState, InvalidFolder> {
     let providers_path = Path::new(PROVIDERS_FILE);
     let providers_file = names.show(providers_path);
@@ -143,8 +147,8 @@ fn validate(
                     parse(text, &providers_file, &mut problems)
                 }
             })
-            .map(|node| read_providers(&node, &providers_file, &mut problems))
-            .unwrap_or_default(),
+            .map(|node| read_providers(&node, &providers_file, &mut problems, kinds))
+            .unwrap_or_else(|| Instances::none(kinds)),
         None => {
             // Not when reading it failed, or a limit stopped the walk before it.
             let explained = problems
@@ -156,11 +160,11 @@ fn validate(
                     "file not found: the folder must define its provider instances in providers.yaml",
                 ));
             }
-            Instances::default()
+            Instances::none(kinds)
         }
     };
 
-    let statuses = all_statuses();
+    let statuses = all_statuses(kinds);
     let user_files: Vec<&RawFile> = files
         .iter()
         .filter(|f| f.relative != providers_path)
@@ -313,11 +317,12 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> 
 /// path rejects.
 #[cfg(test)]
 pub(super) fn compare_paths(providers: &str, text: &str) -> Result<bool, String> {
+    use crate::provider;
     let mut problems = Vec::new();
     let instances = parse(providers, "providers.yaml", &mut problems)
-        .map(|node| read_providers(&node, "providers.yaml", &mut problems))
-        .unwrap_or_default();
-    let statuses = all_statuses();
+        .map(|node| read_providers(&node, "providers.yaml", &mut problems, provider::specs()))
+        .unwrap_or_else(|| Instances::none(provider::specs()));
+    let statuses = all_statuses(provider::specs());
     let Some(fast) = fast::read_users(text, "people.yaml", &instances, &statuses) else {
         return Ok(false);
     };

@@ -4,8 +4,7 @@
 use super::super::secrets::{looks_like_secret, quoted, valid_env_name};
 use super::super::yaml::{suggest, FileReader};
 use super::super::{AuthConfig, InstanceConfig, Problem, SecretSource};
-use crate::model::{AuthStyle, KindSpec};
-use crate::provider;
+use crate::model::{AuthStyle, KindRegistry, KindSpec};
 use marked_yaml::types::MarkedMappingNode;
 use marked_yaml::Node;
 use std::collections::BTreeMap;
@@ -32,15 +31,32 @@ const DEFAULT_MAX_CHANGES: usize = 25;
 /// Instances read from `providers.yaml`: the valid ones, plus the kind (if known) of
 /// every named one, so that user files are not flooded with "unknown instance" errors
 /// for an instance whose own definition has a typo.
-#[derive(Default)]
 pub(super) struct Instances {
     pub(super) valid: BTreeMap<String, InstanceConfig>,
     pub(super) kinds: BTreeMap<String, Option<&'static KindSpec>>,
+    /// Every kind a file may name; its statuses are what a user-level status may be.
+    pub(super) registry: KindRegistry,
 }
 
-pub(super) fn read_providers(node: &Node, file: &str, problems: &mut Vec<Problem>) -> Instances {
+impl Instances {
+    /// No instance yet (providers.yaml missing or unreadable).
+    pub(super) fn none(registry: KindRegistry) -> Self {
+        Instances {
+            valid: BTreeMap::new(),
+            kinds: BTreeMap::new(),
+            registry,
+        }
+    }
+}
+
+pub(super) fn read_providers(
+    node: &Node,
+    file: &str,
+    problems: &mut Vec<Problem>,
+    registry: KindRegistry,
+) -> Instances {
     let mut r = FileReader::new(file, problems);
-    let mut instances = Instances::default();
+    let mut instances = Instances::none(registry);
     let Some(top) = r.mapping(node, "providers.yaml") else {
         return instances;
     };
@@ -68,7 +84,7 @@ pub(super) fn read_providers(node: &Node, file: &str, problems: &mut Vec<Problem
             instances.kinds.insert(name_text.to_string(), None);
             continue;
         };
-        let kind = read_kind(&mut r, map, &what);
+        let kind = read_kind(&mut r, map, &what, registry);
         instances.kinds.insert(name_text.to_string(), kind);
         if let Some(config) = read_instance(&mut r, name_text, map, kind, &what) {
             if valid_instance_name(name_text) {
@@ -85,14 +101,16 @@ fn valid_instance_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
-fn read_kind(r: &mut FileReader, map: &MarkedMappingNode, what: &str) -> Option<&'static KindSpec> {
+fn read_kind(
+    r: &mut FileReader,
+    map: &MarkedMappingNode,
+    what: &str,
+    registry: KindRegistry,
+) -> Option<&'static KindSpec> {
     let kind = r.required(map, "kind", what)?;
-    let found = provider::specs()
-        .iter()
-        .copied()
-        .find(|k| k.name == kind.as_str());
+    let found = registry.iter().copied().find(|k| k.name == kind.as_str());
     if found.is_none() {
-        let names: Vec<&str> = provider::specs().iter().map(|k| k.name).collect();
+        let names: Vec<&str> = registry.iter().map(|k| k.name).collect();
         let hint = suggest(kind.as_str(), &names)
             .map(|s| format!(" (did you mean '{s}'?)"))
             .unwrap_or_default();

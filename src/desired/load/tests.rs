@@ -33,7 +33,7 @@ fn load_folder(providers: &str, files: &[(&str, &str)]) -> Result<DesiredState, 
         std::fs::write(path, text).unwrap();
     }
     let prefix = format!("{}/", dir.path().display());
-    load(dir.path()).map_err(|invalid| {
+    load(dir.path(), crate::provider::specs()).map_err(|invalid| {
         invalid
             .problems
             .iter()
@@ -376,7 +376,9 @@ fn insecure_http_is_allowed_for_loopback_or_when_asked() {
 #[test]
 fn a_missing_providers_file_is_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let problems = load(dir.path()).unwrap_err().problems;
+    let problems = load(dir.path(), crate::provider::specs())
+        .unwrap_err()
+        .problems;
     assert_eq!(problems.len(), 1);
     assert!(problems[0].to_string().ends_with("providers.yaml: file not found: the folder must define its provider instances in providers.yaml"));
 }
@@ -470,14 +472,16 @@ fn empty_files_are_problems_not_silence() {
 fn a_missing_folder_and_a_file_are_told_apart() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope");
-    let problems = load(&missing).unwrap_err().problems;
+    let problems = load(&missing, crate::provider::specs())
+        .unwrap_err()
+        .problems;
     assert_eq!(
             problems[0].to_string(),
             format!("{}: does not exist: pass the path of the desired-state folder (default ./desired-state)", missing.display())
         );
     let file = dir.path().join("f.yaml");
     std::fs::write(&file, "users: []\n").unwrap();
-    let problems = load(&file).unwrap_err().problems;
+    let problems = load(&file, crate::provider::specs()).unwrap_err().problems;
     assert_eq!(
         problems[0].to_string(),
         format!(
@@ -502,6 +506,7 @@ fn in_memory_and_on_disk_folders_load_alike() {
         files
             .iter()
             .map(|(p, t)| (PathBuf::from(p), t.as_bytes().to_vec())),
+        crate::provider::specs(),
     )
     .unwrap_err()
     .problems

@@ -5,7 +5,7 @@ use super::super::bounds::{AccountBounds, RawBounds};
 use super::super::yaml::{suggest, FileReader};
 use super::super::{Account, Location, Problem, User};
 use super::providers::Instances;
-use crate::provider;
+use crate::model::KindRegistry;
 use crate::status::Status;
 use marked_yaml::types::MarkedMappingNode;
 use marked_yaml::Node;
@@ -84,7 +84,7 @@ fn read_user(r: &mut FileReader, node: &Node, instances: &Instances) -> Option<U
     let what = format!("user '{}'", name.as_deref().unwrap_or("?"));
     let default_status = r.optional(map, "status", &what);
     if let Some(status) = default_status {
-        let all: Vec<&str> = all_statuses();
+        let all: Vec<&str> = all_statuses(instances.registry);
         if !all.contains(&status.as_str()) {
             let hint = suggest(status.as_str(), &all)
                 .map(|s| format!(" (did you mean '{s}'?)"))
@@ -102,7 +102,7 @@ fn read_user(r: &mut FileReader, node: &Node, instances: &Instances) -> Option<U
     let reason = r
         .optional(map, "reason", &what)
         .map(|s| s.as_str().to_string());
-    let bounds = RawBounds::read(r, map, &what, &all_statuses());
+    let bounds = RawBounds::read(r, map, &what, &all_statuses(instances.registry));
     bounds.check_order(r, &what);
     let mut accounts = Vec::new();
     if let Some(accounts_node) = map.get_node("accounts") {
@@ -177,8 +177,8 @@ struct UserDefaults<'u, 'n> {
     what: &'u str,
 }
 
-pub(super) fn all_statuses() -> Vec<&'static str> {
-    let mut all: Vec<&str> = provider::specs()
+pub(super) fn all_statuses(registry: KindRegistry) -> Vec<&'static str> {
+    let mut all: Vec<&str> = registry
         .iter()
         .flat_map(|k| k.statuses.iter().copied())
         .collect();
@@ -203,7 +203,7 @@ fn read_account(
             (
                 r.required(map, "id", &what),
                 r.optional(map, "status", &what),
-                RawBounds::read(r, map, &what, &all_statuses()),
+                RawBounds::read(r, map, &what, &all_statuses(instances.registry)),
             )
         }
         other => (
@@ -255,7 +255,7 @@ fn read_account(
             return None;
         }
     };
-    if own_status.is_none() && !all_statuses().contains(&status.as_str()) {
+    if own_status.is_none() && !all_statuses(instances.registry).contains(&status.as_str()) {
         // An unknown default status is reported once, at the user's own 'status'; the
         // accounts that inherit it add nothing.
         return None;
