@@ -79,12 +79,13 @@ pub fn page_size(kind: SimKind) -> usize {
 
 /// The kinds the workloads run, one instance each: the five the targets were set for
 /// ("5 × 20,000 accounts"), so figures stay comparable as kinds are added.
+/// The order matters: the first is the status-api instance that B2 and W4's edits use.
 pub const KINDS: [SimKind; 5] = [
+    SimKind::StatusApi,
+    SimKind::SuspendApi,
     SimKind::Atlan,
     SimKind::Zitadel,
     SimKind::Acronis,
-    SimKind::StatusApi,
-    SimKind::SuspendApi,
 ];
 
 /// The fewest requests one pass can read `accounts` accounts with (the simulator holds exactly
