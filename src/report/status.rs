@@ -45,12 +45,7 @@ pub fn status_text(report: &StatusReport) -> String {
             ]
         })
         .collect();
-    let mut widths = [0usize; 4];
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(escape::width(cell).min(40));
-        }
-    }
+    let widths = column_widths(&rows);
     let mut current = None;
     for (account, row) in report.accounts.iter().zip(&rows) {
         if current != Some(&account.user) {
@@ -60,14 +55,7 @@ pub fn status_text(report: &StatusReport) -> String {
             current = Some(&account.user);
             let _ = writeln!(out, "{}", t(&account.user));
         }
-        let mut line = String::from(if account.in_sync { "    " } else { "  ! " });
-        for (cell, width) in row.iter().zip(widths) {
-            line.push_str(cell);
-            line.extend(std::iter::repeat_n(
-                ' ',
-                width.saturating_sub(escape::width(cell)) + 2,
-            ));
-        }
+        let mut line = aligned(if account.in_sync { "    " } else { "  ! " }, row, widths);
         if !account.in_sync {
             line.push_str("drift");
         }
@@ -104,7 +92,7 @@ pub fn status_text(report: &StatusReport) -> String {
 /// The accounts nobody declared, aligned, then one line per instance that cannot list.
 fn unmanaged_text(report: &StatusReport) -> String {
     let mut out = String::from("\nUnmanaged (held at a provider, claimed by no file):\n");
-    let rows: Vec<[String; 3]> = report
+    let rows: Vec<[String; 4]> = report
         .unmanaged
         .iter()
         .map(|u| {
@@ -112,26 +100,13 @@ fn unmanaged_text(report: &StatusReport) -> String {
                 t(&u.provider),
                 t(&u.account_id),
                 u.login.as_deref().map(t).unwrap_or_else(|| "-".into()),
+                format!("live {}", t(u.live.as_str())),
             ]
         })
         .collect();
-    let mut widths = [0usize; 3];
+    let widths = column_widths(&rows);
     for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(escape::width(cell).min(40));
-        }
-    }
-    for (account, row) in report.unmanaged.iter().zip(&rows) {
-        let mut line = String::from("  ? ");
-        for (cell, width) in row.iter().zip(widths) {
-            line.push_str(cell);
-            line.extend(std::iter::repeat_n(
-                ' ',
-                width.saturating_sub(escape::width(cell)) + 2,
-            ));
-        }
-        line.push_str(&format!("live {}", t(account.live.as_str())));
-        out.push_str(&line);
+        out.push_str(aligned("  ? ", row, widths).trim_end());
         out.push('\n');
     }
     if report.unmanaged.is_empty() {
@@ -139,6 +114,31 @@ fn unmanaged_text(report: &StatusReport) -> String {
     }
     out.push_str(&not_listed_text(report));
     out
+}
+
+/// The display width of each column (capped at 40, so one long id does not push every
+/// other row off the screen).
+fn column_widths<const N: usize>(rows: &[[String; N]]) -> [usize; N] {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(escape::width(cell).min(40));
+        }
+    }
+    widths
+}
+
+/// `prefix`, then each cell padded to its column's width and two spaces.
+fn aligned<const N: usize>(prefix: &str, row: &[String; N], widths: [usize; N]) -> String {
+    let mut line = String::from(prefix);
+    for (cell, width) in row.iter().zip(widths) {
+        line.push_str(cell);
+        line.extend(std::iter::repeat_n(
+            ' ',
+            width.saturating_sub(escape::width(cell)) + 2,
+        ));
+    }
+    line
 }
 
 /// One line per instance that cannot list its accounts: its unmanaged accounts are
