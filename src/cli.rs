@@ -741,27 +741,16 @@ async fn status(args: StatusArgs) -> anyhow::Result<u8> {
                 .any(|u| u.accounts.iter().any(|a| &a.instance == name))
         })
         .collect();
-    let (observations, inventories) = if args.unmanaged {
-        futures::join!(
-            reconcile::observe_all(&desired, &observed),
-            reconcile::inventory_all(&listed)
-        )
-    } else {
-        (
-            reconcile::observe_all(&desired, &observed).await,
-            std::collections::BTreeMap::new(),
-        )
-    };
-    progress.finish();
-    let mut report = crate::access::compute(
+    let report = reconcile::status_live(
+        &folder,
         &desired,
-        &observations,
+        &observed,
+        args.unmanaged.then_some(&listed),
         time::OffsetDateTime::now_utc(),
         args.drift_only,
-    );
-    if args.unmanaged {
-        report.add_unmanaged(&folder, &inventories);
-    }
+    )
+    .await;
+    progress.finish();
     print(&report::render_status(&report, args.format))?;
     if args.format == StatusFormat::Csv && !report.errors.is_empty() {
         eprint!("error: not read:\n{}", report::status_errors_text(&report));

@@ -294,13 +294,15 @@ pub async fn run() -> Result<String, DemoError> {
         out,
         "\n== 4. roster status --drift-only --unmanaged: who has access the folder does not say ==\n"
     );
-    let (observed, inventories) = futures::join!(
-        reconcile::observe_all(&desired, &providers),
-        reconcile::inventory_all(&providers)
-    );
-    let mut status =
-        crate::access::compute(&desired, &observed, time::OffsetDateTime::now_utc(), true);
-    status.add_unmanaged(&desired, &inventories);
+    let status = reconcile::status_live(
+        &desired,
+        &desired,
+        &providers,
+        Some(&providers),
+        time::OffsetDateTime::now_utc(),
+        true,
+    )
+    .await;
     out.push_str(&report::render_status(&status, report::StatusFormat::Text));
     out.push_str(
         "\nDrift left after apply is what the providers refuse (see Blocked above); unmanaged\n\

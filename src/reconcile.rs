@@ -166,6 +166,31 @@ pub async fn plan_live(desired: &DesiredState, providers: &Providers, time: Plan
     plan::compute(desired, &observed, time)
 }
 
+/// What `roster status` shows, read live: the accounts of `selected` (the folder, or the
+/// users named on the command line) at the `observed` instances, and with `listed`, the
+/// accounts those instances hold that no file of the whole `folder` claims. Read-only:
+/// the same observation path as `plan`, and listings.
+pub async fn status_live(
+    folder: &DesiredState,
+    selected: &DesiredState,
+    observed: &Providers,
+    listed: Option<&Providers>,
+    at: time::OffsetDateTime,
+    drift_only: bool,
+) -> crate::access::StatusReport {
+    let (observations, inventories) = futures::join!(observe_all(selected, observed), async {
+        match listed {
+            Some(listed) => Some(inventory_all(listed).await),
+            None => None,
+        }
+    });
+    let mut report = crate::access::compute(selected, &observations, at, drift_only);
+    if let Some(inventories) = inventories {
+        report.add_unmanaged(folder, &inventories);
+    }
+    report
+}
+
 /// Lists every account of every connected instance concurrently, for `status
 /// --unmanaged`: read-only, like [`observe_all`].
 pub async fn inventory_all(
