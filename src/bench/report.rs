@@ -53,6 +53,10 @@ pub enum BoundKind {
     Target,
     /// A delay Roster takes on purpose (the folder watcher's debounce).
     DesignFloor,
+    /// What a bare client needs for the same sequential chain on the same simulators,
+    /// measured in the same run: the latency arithmetic plus the time the simulators take
+    /// to produce and send the pages.
+    MeasuredFloor,
 }
 
 impl BoundKind {
@@ -61,6 +65,7 @@ impl BoundKind {
             BoundKind::LowerBound => "lower bound",
             BoundKind::Target => "target",
             BoundKind::DesignFloor => "design floor",
+            BoundKind::MeasuredFloor => "measured floor",
         }
     }
 }

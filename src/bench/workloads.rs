@@ -136,6 +136,7 @@ pub async fn w2(ctx: &Ctx, accounts: usize) -> anyhow::Result<W2> {
     let latency = spec.latency.as_secs_f64();
     let concurrency = spec.max_concurrency.unwrap_or(8) as f64;
     let world = World::start(spec, &dir, W2_SEED).await?;
+    let chain = walk_cursor_chain(&world).await?;
     world.clear();
     let run = roster(ctx, &dir, &["apply"], Some(&world), "w2-apply").await?;
     if run.code != Some(0) {
@@ -181,6 +182,18 @@ pub async fn w2(ctx: &Ctx, accounts: usize) -> anyhow::Result<W2> {
                 format!("max over instances of max(chain × latency, requests × latency / concurrency); worst {worst}"),
             ),
             Metric::against(
+                "wall",
+                Unit::Seconds,
+                wall.as_secs_f64(),
+                chain.as_secs_f64() + latency,
+                BoundKind::MeasuredFloor,
+                format!(
+                    "a bare keep-alive client walking suspend-api's {} cursor pages on the same simulator just before ({:.2} s: 20 ms each plus the simulator producing and sending ~1.2 MB pages of avatars), + 1 write × 20 ms",
+                    read_bound(SimKind::SuspendApi, accounts),
+                    chain.as_secs_f64()
+                ),
+            ),
+            Metric::against(
                 "requests",
                 Unit::Requests,
                 requests as f64,
@@ -200,6 +213,52 @@ pub async fn w2(ctx: &Ctx, accounts: usize) -> anyhow::Result<W2> {
         ],
     };
     Ok(W2 { workload, wall })
+}
+
+/// Walks suspend-api's cursor chain (the longest sequential chain of W2) the way the
+/// fastest client would: one keep-alive connection, each page read whole, the next cursor
+/// found by a byte search instead of parsing the page. Its time is the floor of any
+/// client's pass on this machine, simulator costs included.
+async fn walk_cursor_chain(world: &World) -> anyhow::Result<Duration> {
+    let Some(instance) = world
+        .instances
+        .iter()
+        .find(|i| i.kind == SimKind::SuspendApi)
+    else {
+        return Ok(Duration::ZERO);
+    };
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/users", instance.sim.base_url());
+    let pages = read_bound(SimKind::SuspendApi, instance.users.len());
+    let started = Instant::now();
+    let mut cursor: Option<String> = None;
+    for _ in 0..pages {
+        let mut request = client
+            .get(&url)
+            .bearer_auth(&instance.token)
+            .header("X-Tenant-ID", &instance.tenant_id)
+            .query(&[("limit", "100")]);
+        if let Some(cursor) = &cursor {
+            request = request.query(&[("cursor", cursor)]);
+        }
+        let body = request.send().await?.error_for_status()?.bytes().await?;
+        cursor = next_cursor(&body);
+        if cursor.is_none() {
+            return Ok(started.elapsed());
+        }
+    }
+    bail!("suspend-api: the cursor chain did not end after the {pages} pages its accounts fill")
+}
+
+/// The `next_cursor` of a suspend-api page, found from the end of the body (the bench's
+/// own simulator writes it last); `None` at the last page.
+fn next_cursor(body: &[u8]) -> Option<String> {
+    let key = b"\"next_cursor\":";
+    let at = body.windows(key.len()).rposition(|w| w == key)? + key.len();
+    let rest = std::str::from_utf8(&body[at..]).ok()?.trim_start();
+    let rest = rest.strip_prefix('"')?;
+    let end = rest.find('"')?;
+    Some(rest[..end].to_string()).filter(|c| !c.is_empty())
 }
 
 /// W3: `roster validate` on `users` users in `files` files (no network).
@@ -413,4 +472,17 @@ pub async fn w4(ctx: &Ctx, spec: &W4Spec) -> anyhow::Result<Workload> {
             Metric::plain("peak RSS", Unit::Megabytes, hwm),
         ],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_cursor;
+
+    #[test]
+    fn the_next_cursor_is_found_at_the_end_of_a_page() {
+        let page = br#"{"data":[{"id":"a","name":"next_cursor"}],"next_cursor":"c2"}"#;
+        assert_eq!(next_cursor(page).as_deref(), Some("c2"));
+        assert_eq!(next_cursor(br#"{"data":[],"next_cursor":null}"#), None);
+        assert_eq!(next_cursor(br#"{"data":[],"next_cursor":""}"#), None);
+    }
 }

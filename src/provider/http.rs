@@ -688,7 +688,7 @@ impl<'a> SkipStringFields<'a> {
                 }
                 LexState::Skipping { escaped: false } => {
                     // Drop everything up to the next quote or backslash in one step.
-                    match rest.iter().position(|&b| b == b'"' || b == b'\\') {
+                    match memchr::memchr2(b'"', b'\\', rest) {
                         None => rest = &[],
                         Some(i) => {
                             if rest[i] == b'"' {
