@@ -553,6 +553,11 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     what: &str,
     body: &[u8],
 ) -> Result<T, ProviderError> {
+    // The common case at full speed; only a body that fails is read again, tracking the
+    // path of the field that failed for the message.
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
+    }
     let invalid = |detail: String| ProviderError::InvalidResponse {
         instance: instance.to_string(),
         detail,
