@@ -129,7 +129,7 @@ pub fn load_files(
 fn validate(
     root: &Path,
     names: &Names,
-    files: Vec<RawFile>,
+    mut files: Vec<RawFile>,
     mut problems: Vec<Problem>,
     kinds: KindRegistry,
 ) -> Result<DesiredState, InvalidFolder> {
@@ -166,16 +166,26 @@ fn validate(
     };
 
     let statuses = all_statuses(kinds);
-    let user_files: Vec<&RawFile> = files
-        .iter()
+    // Each user file's bytes are moved out to be dropped once read: the folder's text
+    // and its users are then never all in memory at once.
+    let user_files: Vec<std::sync::Mutex<RawFile>> = files
+        .iter_mut()
         .filter(|f| f.relative != providers_path)
+        .map(|f| {
+            let bytes = std::mem::take(&mut f.bytes);
+            std::sync::Mutex::new(RawFile {
+                relative: f.relative.clone(),
+                bytes,
+            })
+        })
         .collect();
     // One positioned parse at a time: its tree is what a hostile file makes large, so
     // the memory bound stays that of one file whatever the number of cores.
     let positioned = std::sync::Mutex::new(());
-    let outcomes = in_parallel(&user_files, |raw| {
+    let outcomes = in_parallel(&user_files, |slot| {
+        let raw = std::mem::take(&mut *slot.lock().unwrap_or_else(|e| e.into_inner()));
         read_user_file(
-            raw,
+            &raw,
             &names.show(&raw.relative),
             &instances,
             &statuses,
@@ -190,6 +200,7 @@ fn validate(
         problems.extend(outcome.problems);
     }
     check_unique_names(&user_names, &mut problems);
+    drop(user_names);
     check_unique_accounts(&users, &mut problems);
 
     if problems.is_empty() {
