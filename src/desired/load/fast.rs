@@ -9,8 +9,10 @@
 //! words every problem. Error output is therefore the positioned path's by construction;
 //! `proptests.rs` checks that both paths agree on every mutated folder.
 //!
-//! It reads the same parser (`yaml_rust2`, which `marked_yaml` sits on), so a scalar's
-//! text and position are the ones the positioned path sees.
+//! The mappings come from the byte scanner in `scan.rs` when the file is in its plain
+//! subset of YAML, otherwise from the same parser the positioned path sits on
+//! (`yaml_rust2`, under `marked_yaml`); either way a scalar's text and position are the
+//! ones the positioned path sees.
 
 use super::super::bounds::parse_instant;
 use super::super::yaml::MAX_VALUES_PER_FILE;
