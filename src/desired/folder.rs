@@ -219,6 +219,7 @@ fn open_checked(path: &Path, limit: u64) -> Result<(File, Metadata), ReadError> 
 }
 
 /// One YAML file of the folder: its path relative to the root, and its bytes.
+#[derive(Default)]
 pub struct RawFile {
     pub relative: PathBuf,
     pub bytes: Vec<u8>,

@@ -69,7 +69,7 @@ users:
     then: suspended
     accounts:
       helpdesk: cy
-      portal: { id: p-3, until: 2026-12-15T18:00:00Z, then: inactive }
+      portal: { id: p-3, until: 2027-12-15T18:00:00Z, then: inactive }
   - name: dee
     status: active
     from: 2027-01-04T08:00:00+01:00
@@ -84,6 +84,43 @@ users:
     status: active
     accounts:
 ";
+
+/// Every shape the byte scanner reads (the plain subset of YAML), so that its mutations
+/// exercise the scanner and not only the parser's path.
+pub(super) const SUBSET: &str = "\
+# people
+users:
+- name: ann # a comment
+  status: inactive
+  reason: 'Left (HR-1), see ticket'
+
+  accounts:
+    portal: p-1
+    helpdesk: { id: \"ann\", status: suspended }
+- name: \"José Ñúñez\"
+  status: active
+  until: 2026-12-31T18:00:00+01:00
+  then: inactive
+  accounts: {helpdesk: cy, acronis: 'ac-1'}
+-   name: dee
+    status: active
+    from: 2027-01-04T08:00:00+01:00
+    reason: Joins in January #7
+    accounts:
+      helpdesk:
+        id: dee
+        before: onboarding
+      portal: { id: p-3, until: 2027-12-15T18:00:00Z, then: inactive }
+- name: eve
+  status: active
+  accounts:
+";
+
+/// A change of one character to one YAML cares about: what a hand edit gets wrong.
+fn structural() -> impl Strategy<Value = (usize, bool, u8)> {
+    let chars = prop::sample::select(b" #:-\"'{},\n\tab.~&*!|>[]?%".to_vec());
+    (any::<usize>(), any::<bool>(), chars)
+}
 
 const FILES: [&str; 3] = ["providers.yaml", "people.yaml", "teams/leavers.yml"];
 const KEYS: [&str; 8] = [
@@ -240,6 +277,52 @@ proptest! {
             }
         }
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_scanner_agrees_with_the_positioned_path(
+        base in 0..2usize,
+        edits in prop::collection::vec(structural(), 0..4)
+    ) {
+        let text = [SUBSET, super::synthetic::w3_user_file(0, 3).as_str()][base].to_string();
+        let mut bytes = text.into_bytes();
+        for (at, replace, byte) in &edits {
+            let at = at % (bytes.len() + 1);
+            if *replace && at < bytes.len() {
+                bytes[at] = *byte;
+            } else {
+                bytes.insert(at, *byte);
+            }
+        }
+        let providers = if base == 0 { PROVIDERS } else { W3_PROVIDERS };
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            if let Err(disagreement) = compare_paths(providers, text) {
+                return Err(TestCaseError::fail(format!("{text:?}\n{disagreement}")));
+            }
+        }
+    }
+}
+
+/// The instances the benchmark's W3 folder names.
+pub(super) const W3_PROVIDERS: &str = "\
+providers:
+  status-api: { kind: status-api, base_url: http://127.0.0.1:9000, auth: { bearer_token_env: T0 } }
+  suspend-api: { kind: suspend-api, base_url: http://127.0.0.1:9001, tenant_id: t, auth: { bearer_token_env: T1 } }
+  atlan: { kind: atlan, base_url: http://127.0.0.1:9002, auth: { bearer_token_env: T2 } }
+  zitadel: { kind: zitadel, base_url: http://127.0.0.1:9003, auth: { bearer_token_env: T3 } }
+  acronis: { kind: acronis, base_url: http://127.0.0.1:9004, auth: { client_id_env: I4, client_secret_env: T4 } }
+";
+
+#[test]
+fn the_scanner_reads_the_subset_and_the_paths_agree_on_it() {
+    assert_eq!(compare_paths(PROVIDERS, SUBSET), Ok(true));
+    assert_eq!(
+        compare_paths(W3_PROVIDERS, &super::synthetic::w3_user_file(0, 20)),
+        Ok(true)
+    );
 }
 
 #[test]

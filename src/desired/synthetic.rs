@@ -123,6 +123,73 @@ pub fn write_folder(dir: &Path, users: usize, files: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// The instances of the benchmark's W3 folder (`src/bench/workloads.rs`), in its order.
+const W3_KINDS: [&str; 5] = ["status-api", "suspend-api", "atlan", "zitadel", "acronis"];
+
+/// The `providers.yaml` of the benchmark's W3 folder: one instance per kind, named after
+/// it, on loopback addresses `validate` never contacts.
+fn w3_providers() -> String {
+    let mut text = String::from("providers:\n");
+    for (n, kind) in W3_KINDS.iter().enumerate() {
+        let auth = if *kind == "acronis" {
+            format!("client_id_env: BENCH_ID_{n}, client_secret_env: BENCH_TOKEN_{n}")
+        } else {
+            format!("bearer_token_env: BENCH_TOKEN_{n}")
+        };
+        let _ = writeln!(
+            text,
+            "  {kind}:\n    kind: {kind}\n    base_url: http://127.0.0.1:{}\n    auth: {{ {auth} }}",
+            9000 + n
+        );
+        if *kind == "suspend-api" {
+            text.push_str("    tenant_id: 3f6c2a9e-5b1d-4c7e-8a2f-9d0e1b4c6a83\n");
+        }
+    }
+    text
+}
+
+/// The text of the benchmark's W3 user file holding users `first..first + count`: two
+/// accounts each (one short form, one long form, ids quoted) and a quoted `reason`,
+/// byte for byte what `roster-bench` writes.
+pub fn w3_user_file(first: usize, count: usize) -> String {
+    let id = |k: usize, i: usize| match W3_KINDS[k] {
+        "zitadel" => format!("{}", 69_629_012_906_000_000_u64 + i as u64),
+        _ => format!("{k:08x}-5b1d-4c7e-8a2f-{i:012x}"),
+    };
+    let mut text = String::with_capacity(count * 200);
+    text.push_str("users:\n");
+    for i in first..first + count {
+        let status = if i % 10 == 0 { "inactive" } else { "active" };
+        let (a, b) = (i % 5, (i + 1) % 5);
+        let _ = write!(
+            text,
+            "  - name: person{i:06}\n    status: {status}\n    reason: \"HR-{i}\"\n    accounts:\n      {}: \"{}\"\n      {}: {{ id: \"{}\", status: active }}\n",
+            W3_KINDS[a],
+            id(a, i),
+            W3_KINDS[b],
+            id(b, i)
+        );
+    }
+    text
+}
+
+/// Writes the benchmark's W3 folder to `dir`: `users` users in `files` files of
+/// [`w3_user_file`], so the loader can be measured on that shape without the benchmark.
+pub fn write_w3_folder(dir: &Path, users: usize, files: usize) -> io::Result<()> {
+    let people = dir.join("people");
+    std::fs::create_dir_all(&people)?;
+    std::fs::write(dir.join("providers.yaml"), w3_providers())?;
+    let per_file = users.div_ceil(files.max(1)).max(1);
+    for (index, first) in (0..users).step_by(per_file).enumerate() {
+        let count = per_file.min(users - first);
+        std::fs::write(
+            people.join(format!("team-{index:04}.yaml")),
+            w3_user_file(first, count),
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::write_folder;
@@ -137,5 +204,15 @@ mod tests {
         let accounts = state.account_count();
         assert!((500..=1250).contains(&accounts), "{accounts}");
         assert!(state.users.iter().any(|u| u.reason.is_some()));
+    }
+
+    #[test]
+    fn a_w3_folder_is_valid_with_two_accounts_each() {
+        let dir = tempfile::tempdir().unwrap();
+        super::write_w3_folder(dir.path(), 250, 3).unwrap();
+        let state = super::super::load(dir.path(), crate::provider::specs()).unwrap();
+        assert_eq!(state.users.len(), 250);
+        assert_eq!(state.account_count(), 500);
+        assert!(state.users.iter().all(|u| u.reason.is_some()));
     }
 }

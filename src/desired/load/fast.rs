@@ -9,15 +9,19 @@
 //! words every problem. Error output is therefore the positioned path's by construction;
 //! `proptests.rs` checks that both paths agree on every mutated folder.
 //!
-//! It reads the same parser (`yaml_rust2`, which `marked_yaml` sits on), so a scalar's
-//! text and position are the ones the positioned path sees.
+//! The mappings come from the byte scanner in `scan.rs` when the file is in its plain
+//! subset of YAML, otherwise from the same parser the positioned path sits on
+//! (`yaml_rust2`, under `marked_yaml`); either way a scalar's text and position are the
+//! ones the positioned path sees.
 
 use super::super::bounds::parse_instant;
 use super::super::yaml::MAX_VALUES_PER_FILE;
 use super::super::{Account, Bounds, Location, User};
 use super::providers::Instances;
+use super::scan;
 use super::users::{ACCOUNT_KEYS, USER_KEYS};
 use crate::status::Status;
+use std::borrow::Cow;
 use std::sync::Arc;
 use time::OffsetDateTime;
 use yaml_rust2::parser::{Event, Parser};
@@ -31,70 +35,111 @@ pub struct FileUsers {
 }
 
 /// Reads a user file the fast way, or answers `None` when the file is anything but a
-/// plainly valid one.
+/// plainly valid one: with the byte scanner when the file is in its subset of YAML,
+/// otherwise with the parser's events.
 pub fn read_users(
     text: &str,
     file: &str,
     instances: &Instances,
     statuses: &[&'static str],
 ) -> Option<FileUsers> {
-    let mut events = Events {
-        parser: Parser::new_from_str(text),
-        values: 0,
-    };
-    let mut out = FileUsers::default();
-    events.expect(|e| matches!(e, Event::StreamStart))?;
-    events.expect(|e| matches!(e, Event::DocumentStart))?;
-    events.expect(|e| matches!(e, Event::MappingStart(0, None)))?;
-    let (key, _) = events.scalar()?;
-    if key != "users" {
-        return None;
-    }
-    events.expect(|e| matches!(e, Event::SequenceStart(0, None)))?;
     let reader = UserReader {
         file: file.into(),
         instances,
         statuses,
     };
-    loop {
-        match events.next()? {
-            (Event::SequenceEnd, _) => break,
-            (Event::MappingStart(0, None), _) => {
-                let map = events.mapping(2)?;
-                let (user, name) = reader.user(map)?;
-                out.users.push(user);
-                out.names.push(name);
-            }
-            _ => return None,
-        }
+    reader.scanned(text).or_else(|| reader.parsed(text))
+}
+
+impl UserReader<'_> {
+    /// The users of `text` read by the byte scanner, which knows only the plain subset
+    /// of YAML that user files are written in.
+    fn scanned(&self, text: &str) -> Option<FileUsers> {
+        let mut out = FileUsers::default();
+        scan::users(text, |map| {
+            let (user, name) = self.user(map)?;
+            out.users.push(user);
+            out.names.push(name);
+            Some(())
+        })?;
+        Some(out)
     }
-    events.expect(|e| matches!(e, Event::MappingEnd))?;
-    events.expect(|e| matches!(e, Event::DocumentEnd))?;
-    events.expect(|e| matches!(e, Event::StreamEnd))?;
-    Some(out)
+
+    /// The users of `text` read from the YAML parser's events.
+    fn parsed(&self, text: &str) -> Option<FileUsers> {
+        let reader = self;
+        let mut out = FileUsers::default();
+        let mut events = Events {
+            parser: Parser::new_from_str(text),
+            values: 0,
+        };
+        events.expect(|e| matches!(e, Event::StreamStart))?;
+        events.expect(|e| matches!(e, Event::DocumentStart))?;
+        events.expect(|e| matches!(e, Event::MappingStart(0, None)))?;
+        let (key, _) = events.scalar()?;
+        if key != "users" {
+            return None;
+        }
+        events.expect(|e| matches!(e, Event::SequenceStart(0, None)))?;
+        loop {
+            match events.next()? {
+                (Event::SequenceEnd, _) => break,
+                (Event::MappingStart(0, None), _) => {
+                    let map = events.mapping(2)?;
+                    let (user, name) = reader.user(map)?;
+                    out.users.push(user);
+                    out.names.push(name);
+                }
+                _ => return None,
+            }
+        }
+        events.expect(|e| matches!(e, Event::MappingEnd))?;
+        events.expect(|e| matches!(e, Event::DocumentEnd))?;
+        events.expect(|e| matches!(e, Event::StreamEnd))?;
+        Some(out)
+    }
 }
 
-/// A scalar with its 1-based position, as the positioned path reports it.
-struct Scalar {
-    text: String,
-    line: usize,
-    column: usize,
+/// Both fast ways of reading `text`, for the differential tests: the scanner's answer
+/// and the parser events' answer.
+#[cfg(test)]
+pub(super) fn read_users_both(
+    text: &str,
+    file: &str,
+    instances: &Instances,
+    statuses: &[&'static str],
+) -> [Option<FileUsers>; 2] {
+    let reader = UserReader {
+        file: file.into(),
+        instances,
+        statuses,
+    };
+    [reader.scanned(text), reader.parsed(text)]
 }
 
-impl Scalar {
+/// A scalar with its 1-based position, as the positioned path reports it. Its text is
+/// borrowed from the file when the scanner read it, owned when the parser did.
+pub(super) struct Scalar<'t> {
+    pub(super) text: Cow<'t, str>,
+    pub(super) line: usize,
+    pub(super) column: usize,
+}
+
+impl Scalar<'_> {
     /// The text of a value the positioned path accepts as a string: not blank, not `~`.
     fn string(&self) -> Option<&str> {
-        (!self.text.trim().is_empty() && self.text != "~").then_some(self.text.as_str())
+        (!self.text.trim().is_empty() && self.text != "~").then_some(&*self.text)
     }
 }
 
-enum Value {
-    Scalar(Scalar),
-    Map(Vec<(Scalar, Value)>),
+/// A value of a user's mapping: a scalar, or a mapping of them (at most two levels).
+pub(super) enum Value<'t> {
+    Scalar(Scalar<'t>),
+    Map(Vec<(Scalar<'t>, Value<'t>)>),
 }
 
-impl Value {
-    fn string(&self) -> Option<&Scalar> {
+impl<'t> Value<'t> {
+    fn string(&self) -> Option<&Scalar<'t>> {
         match self {
             Value::Scalar(s) => s.string().map(|_| s),
             Value::Map(_) => None,
@@ -103,12 +148,15 @@ impl Value {
 }
 
 /// The value of `key` in a mapping read by [`Events::mapping`] (keys are unique there).
-fn get<'m>(map: &'m [(Scalar, Value)], key: &str) -> Option<&'m Value> {
+fn get<'m, 't>(map: &'m [(Scalar<'t>, Value<'t>)], key: &str) -> Option<&'m Value<'t>> {
     map.iter().find(|(k, _)| k.text == key).map(|(_, v)| v)
 }
 
 /// An optional string key: absent is `Some(None)`, present but not a string is `None`.
-fn optional<'m>(map: &'m [(Scalar, Value)], key: &str) -> Option<Option<&'m Scalar>> {
+fn optional<'m, 't>(
+    map: &'m [(Scalar<'t>, Value<'t>)],
+    key: &str,
+) -> Option<Option<&'m Scalar<'t>>> {
     match get(map, key) {
         None => Some(None),
         Some(value) => value.string().map(Some),
@@ -155,13 +203,13 @@ impl Events<'_> {
 
     /// The rest of a mapping whose start was just read: scalar keys, each once, and
     /// values that are scalars or (at most `depth` more levels of) mappings.
-    fn mapping(&mut self, depth: usize) -> Option<Vec<(Scalar, Value)>> {
+    fn mapping(&mut self, depth: usize) -> Option<Vec<(Scalar<'static>, Value<'static>)>> {
         let mut entries: Vec<(Scalar, Value)> = Vec::new();
         loop {
             let key = match self.next()? {
                 (Event::MappingEnd, _) => return Some(entries),
                 (Event::Scalar(text, _, 0, None), m) => Scalar {
-                    text,
+                    text: Cow::Owned(text),
                     line: m.line(),
                     column: m.col() + 1,
                 },
@@ -172,7 +220,7 @@ impl Events<'_> {
             }
             let value = match self.next()? {
                 (Event::Scalar(text, _, 0, None), m) => Value::Scalar(Scalar {
-                    text,
+                    text: Cow::Owned(text),
                     line: m.line(),
                     column: m.col() + 1,
                 }),
@@ -198,7 +246,7 @@ struct Own<'m> {
 
 impl<'m> Own<'m> {
     /// The bound keys of `map`, or `None` if one is not a valid value.
-    fn read(map: &'m [(Scalar, Value)], statuses: &[&str]) -> Option<Own<'m>> {
+    fn read(map: &'m [(Scalar<'_>, Value<'_>)], statuses: &[&str]) -> Option<Own<'m>> {
         let instant = |key: &str| -> Option<Option<OffsetDateTime>> {
             match optional(map, key)? {
                 None => Some(None),
@@ -208,9 +256,7 @@ impl<'m> Own<'m> {
         let status = |key: &str| -> Option<Option<&'m str>> {
             match optional(map, key)? {
                 None => Some(None),
-                Some(s) => statuses
-                    .contains(&s.text.as_str())
-                    .then_some(Some(s.text.as_str())),
+                Some(s) => statuses.contains(&&*s.text).then_some(Some(&*s.text)),
             }
         };
         let own = Own {
@@ -252,22 +298,19 @@ impl UserReader<'_> {
     }
 
     /// One user, with its name's position; `None` if anything about it is a problem.
-    fn user(&self, map: Vec<(Scalar, Value)>) -> Option<(User, (String, Location))> {
+    fn user(&self, map: Vec<(Scalar<'_>, Value<'_>)>) -> Option<(User, (String, Location))> {
         let first = map.first()?;
         let location = self.location(first.0.line, first.0.column);
-        if map
-            .iter()
-            .any(|(k, _)| !USER_KEYS.contains(&k.text.as_str()))
-        {
+        if map.iter().any(|(k, _)| !USER_KEYS.contains(&&*k.text)) {
             return None;
         }
         let name = get(&map, "name")?.string()?;
         let status = match optional(&map, "status")? {
-            Some(s) if self.statuses.contains(&s.text.as_str()) => Some(s.text.as_str()),
+            Some(s) if self.statuses.contains(&&*s.text) => Some(&*s.text),
             Some(_) => return None,
             None => None,
         };
-        let reason = optional(&map, "reason")?.map(|s| s.text.clone());
+        let reason = optional(&map, "reason")?.map(|s| s.text.to_string());
         let bounds = Own::read(&map, self.statuses)?;
         let mut accounts = Vec::new();
         match get(&map, "accounts") {
@@ -293,9 +336,9 @@ impl UserReader<'_> {
                 }
             }
         }
-        let name_at = (name.text.clone(), self.location(name.line, name.column));
+        let name_at = (name.text.to_string(), self.location(name.line, name.column));
         let user = User {
-            name: name.text.clone(),
+            name: name.text.to_string(),
             reason,
             accounts,
             location,
@@ -305,22 +348,19 @@ impl UserReader<'_> {
 
     fn account(
         &self,
-        instance: &Scalar,
-        value: &Value,
+        instance: &Scalar<'_>,
+        value: &Value<'_>,
         default_status: Option<&str>,
         user_bounds: Own,
     ) -> Option<Account> {
         let (id, own_status, own) = match value {
             Value::Map(map) => {
-                if map
-                    .iter()
-                    .any(|(k, _)| !ACCOUNT_KEYS.contains(&k.text.as_str()))
-                {
+                if map.iter().any(|(k, _)| !ACCOUNT_KEYS.contains(&&*k.text)) {
                     return None;
                 }
                 (
                     get(map, "id")?.string()?,
-                    optional(map, "status")?.map(|s| s.text.as_str()),
+                    optional(map, "status")?.map(|s| &*s.text),
                     Own::read(map, self.statuses)?,
                 )
             }
@@ -329,7 +369,7 @@ impl UserReader<'_> {
         if id.text == "." || id.text == ".." || id.text.chars().any(char::is_control) {
             return None;
         }
-        let kind = (*self.instances.kinds.get(instance.text.as_str())?)?;
+        let kind = (*self.instances.kinds.get(&*instance.text)?)?;
         // The kind's own name for a status it accepts: no string per account.
         let accepted = |s: &str| kind.statuses.iter().copied().find(|k| *k == s);
         let status = accepted(own_status.or(default_status)?)?;
@@ -353,8 +393,8 @@ impl UserReader<'_> {
             then: status_of(effective.then)?,
         };
         Some(Account {
-            instance: instance.text.clone(),
-            id: id.text.clone(),
+            instance: instance.text.to_string(),
+            id: id.text.to_string(),
             status: Status::from_static(status),
             bounds,
             location: self.location(id.line, id.column),

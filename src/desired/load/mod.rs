@@ -11,6 +11,7 @@
 mod fast;
 mod parse;
 mod providers;
+mod scan;
 mod unique;
 mod users;
 
@@ -128,7 +129,7 @@ pub fn load_files(
 fn validate(
     root: &Path,
     names: &Names,
-    files: Vec<RawFile>,
+    mut files: Vec<RawFile>,
     mut problems: Vec<Problem>,
     kinds: KindRegistry,
 ) -> Result<DesiredState, InvalidFolder> {
@@ -165,16 +166,26 @@ fn validate(
     };
 
     let statuses = all_statuses(kinds);
-    let user_files: Vec<&RawFile> = files
-        .iter()
+    // Each user file's bytes are moved out to be dropped once read: the folder's text
+    // and its users are then never all in memory at once.
+    let user_files: Vec<std::sync::Mutex<RawFile>> = files
+        .iter_mut()
         .filter(|f| f.relative != providers_path)
+        .map(|f| {
+            let bytes = std::mem::take(&mut f.bytes);
+            std::sync::Mutex::new(RawFile {
+                relative: f.relative.clone(),
+                bytes,
+            })
+        })
         .collect();
     // One positioned parse at a time: its tree is what a hostile file makes large, so
     // the memory bound stays that of one file whatever the number of cores.
     let positioned = std::sync::Mutex::new(());
-    let outcomes = in_parallel(&user_files, |raw| {
+    let outcomes = in_parallel(&user_files, |slot| {
+        let raw = std::mem::take(&mut *slot.lock().unwrap_or_else(|e| e.into_inner()));
         read_user_file(
-            raw,
+            &raw,
             &names.show(&raw.relative),
             &instances,
             &statuses,
@@ -189,6 +200,7 @@ fn validate(
         problems.extend(outcome.problems);
     }
     check_unique_names(&user_names, &mut problems);
+    drop(user_names);
     check_unique_accounts(&users, &mut problems);
 
     if problems.is_empty() {
@@ -310,11 +322,11 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> 
     done.into_iter().map(|(_, r)| r).collect()
 }
 
-/// For the differential property test: reads user file `text` both ways against the
-/// instances of `providers`. `Ok(true)`: the fast path accepted it and both paths agree
-/// exactly (users, accounts, bounds, positions, names); `Ok(false)`: the fast path
-/// declined; `Err`: the paths disagree, or the fast path accepted a file the positioned
-/// path rejects.
+/// For the differential property test: reads user file `text` every way against the
+/// instances of `providers`. `Ok(true)`: a fast way (the byte scanner, the parser's
+/// events) accepted it and each that did agrees exactly with the positioned path (users,
+/// accounts, bounds, positions, names); `Ok(false)`: both fast ways declined; `Err`: a
+/// fast way disagrees, or accepted a file the positioned path rejects.
 #[cfg(test)]
 pub(super) fn compare_paths(providers: &str, text: &str) -> Result<bool, String> {
     use crate::provider;
@@ -323,9 +335,10 @@ pub(super) fn compare_paths(providers: &str, text: &str) -> Result<bool, String>
         .map(|node| read_providers(&node, "providers.yaml", &mut problems, provider::specs()))
         .unwrap_or_else(|| Instances::none(provider::specs()));
     let statuses = all_statuses(provider::specs());
-    let Some(fast) = fast::read_users(text, "people.yaml", &instances, &statuses) else {
+    let fast = fast::read_users_both(text, "people.yaml", &instances, &statuses);
+    if fast.iter().all(Option::is_none) {
         return Ok(false);
-    };
+    }
     let mut slow = fast::FileUsers::default();
     let mut problems = Vec::new();
     if let Some(node) = parse(text, "people.yaml", &mut problems) {
@@ -338,17 +351,18 @@ pub(super) fn compare_paths(providers: &str, text: &str) -> Result<bool, String>
             &mut problems,
         );
     }
-    if !problems.is_empty() {
-        return Err(format!(
-            "the fast path accepted a file with problems: {problems:?}"
-        ));
-    }
-    let (fast, slow) = (
-        format!("{:?} {:?}", fast.users, fast.names),
-        format!("{:?} {:?}", slow.users, slow.names),
-    );
-    if fast != slow {
-        return Err(format!("fast: {fast}\nslow: {slow}"));
+    let slow = format!("{:?} {:?}", slow.users, slow.names);
+    for (way, read) in ["scanner", "events"].iter().zip(fast) {
+        let Some(read) = read else { continue };
+        if !problems.is_empty() {
+            return Err(format!(
+                "the {way} fast path accepted a file with problems: {problems:?}"
+            ));
+        }
+        let fast = format!("{:?} {:?}", read.users, read.names);
+        if fast != slow {
+            return Err(format!("{way}: {fast}\npositioned: {slow}"));
+        }
     }
     Ok(true)
 }
