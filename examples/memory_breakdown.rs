@@ -163,39 +163,38 @@ async fn run(accounts: usize) -> anyhow::Result<()> {
     report("connected adapters", base, before);
 
     let before = mark();
-    let observed = roster::reconcile::observe_all(&desired, &providers).await;
-    report("observations of all 5 instances", base, before);
-    for (name, o) in &observed {
-        if let Ok(o) = o {
-            println!("  {name:<12} {} accounts observed", o.accounts.len());
-        }
-    }
-
-    let before = mark();
     let time = PlanTime {
         at: time::OffsetDateTime::now_utc(),
         horizon: plan::DEFAULT_HORIZON,
     };
-    let plan = plan::compute(&desired, &observed, time);
-    report("plan computed", base, before);
+    let plan = roster::reconcile::plan_live(&desired, &providers, time).await;
+    report("plan_live: 5 instances read and planned", base, before);
     println!("  in sync {}, changes {}", plan.in_sync, plan.changes.len());
 
     let before = mark();
+    let observed = roster::reconcile::observe_all(&desired, &providers).await;
+    report("observe_all: 5 observations held at once", base, before);
     drop(observed);
-    report("observations dropped", base, before);
 
-    let before = mark();
-    let one = BTreeMap::from([(
-        "status-api".to_string(),
-        roster::reconcile::observe_instance(
-            &desired,
-            "status-api",
-            providers["status-api"].as_ref(),
-        )
-        .await,
-    )]);
-    report("one instance observed (status-api)", base, before);
-    drop(one);
+    for name in providers.keys() {
+        let before = mark();
+        let one =
+            roster::reconcile::observe_instance(&desired, name, providers[name].as_ref()).await;
+        let held = match &one {
+            Ok(o) => o.accounts.len(),
+            Err(_) => 0,
+        };
+        report(
+            &format!("one instance observed: {name} ({held})"),
+            base,
+            before,
+        );
+        let before = mark();
+        let observed = BTreeMap::from([(name.clone(), one)]);
+        let one_plan = plan::compute(&desired, &observed, time);
+        report(&format!("  planned {name}"), base, before);
+        drop((observed, one_plan));
+    }
 
     let before = mark();
     let second = roster::desired::load(&world.folder, roster::provider::specs())
