@@ -196,6 +196,29 @@ async fn run(accounts: usize) -> anyhow::Result<()> {
         drop((observed, one_plan));
     }
 
+    // What each daemon instance loop keeps between passes besides the folder: its
+    // `settled` map (account id -> in sync with a status, drifting or blocked), measured
+    // here with the same shape of key and value.
+    let before = mark();
+    let mut settled: BTreeMap<
+        &str,
+        std::collections::HashMap<String, Option<roster::status::Status>>,
+    > = BTreeMap::new();
+    for user in &desired.users {
+        for account in &user.accounts {
+            settled
+                .entry(account.instance.as_str())
+                .or_default()
+                .insert(account.id.clone(), Some(account.status.clone()));
+        }
+    }
+    report(
+        "daemon-like settled maps, 5 × 100% of accounts",
+        base,
+        before,
+    );
+    drop(settled);
+
     let before = mark();
     let second = roster::desired::load(&world.folder, roster::provider::specs())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
