@@ -14,14 +14,32 @@ use std::fmt;
 #[serde(transparent)]
 pub struct Status(Cow<'static, str>);
 
+/// The names [`Status::new`] shares instead of allocating: those the built-in kinds
+/// accept and those the adapters report.
+const COMMON: &[&str] = &[
+    Status::ACTIVE,
+    Status::INACTIVE,
+    "suspended",
+    "onboarding",
+    "risky",
+    "locked",
+    "unknown",
+];
+
 impl Status {
     /// The status every kind accepts for an enabled account.
     pub const ACTIVE: &'static str = "active";
     /// The status every kind accepts for a disabled account.
     pub const INACTIVE: &'static str = "inactive";
 
-    pub fn new(name: impl Into<String>) -> Self {
-        Status(Cow::Owned(name.into()))
+    /// A status of that name. A name every kind or adapter uses (`active`, `inactive`,
+    /// `unknown`, ...) borrows a static copy, so reading 100,000 accounts allocates no
+    /// string per account; any other name is kept as given.
+    pub fn new(name: impl Into<String> + AsRef<str>) -> Self {
+        match COMMON.iter().find(|c| **c == name.as_ref()) {
+            Some(common) => Status(Cow::Borrowed(common)),
+            None => Status(Cow::Owned(name.into())),
+        }
     }
 
     /// A status whose name lives for the whole program (a kind's vocabulary).
@@ -55,5 +73,27 @@ impl fmt::Display for Status {
 impl From<&str> for Status {
     fn from(name: &str) -> Self {
         Status::new(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A provider reports a status per account: the common names must not allocate
+    /// (100,000 accounts would hold 100,000 copies of `active`), and sharing must not
+    /// change what a status equals.
+    #[test]
+    fn common_names_are_shared_and_compare_as_any_other() {
+        for name in COMMON {
+            let status = Status::new(name.to_string());
+            assert!(matches!(status.0, Cow::Borrowed(_)), "{name} allocated");
+            assert_eq!(status.as_str(), *name);
+        }
+        let custom = Status::new(String::from("on-leave"));
+        assert!(matches!(custom.0, Cow::Owned(_)));
+        assert_eq!(custom, Status(Cow::Borrowed("on-leave")));
+        assert_eq!(Status::new("active"), Status::active());
+        assert!(Status::new(String::from("active")).is_active());
     }
 }

@@ -92,28 +92,60 @@ impl Observation {
     /// whatever the statuses, so Roster never picks one and never writes to it.
     pub fn of_listed(accounts: &[String], listed: impl IntoIterator<Item = Listed>) -> Self {
         let wanted: HashSet<&str> = accounts.iter().map(String::as_str).collect();
-        let mut found: HashMap<String, Vec<Listed>> = HashMap::new();
-        for entry in listed {
+        // One slot per wanted key, sized up front: a listing of 100,000 users builds one
+        // table, with no list per key; only a key that two records carry (rare, and an
+        // error) keeps its entries for the message.
+        let mut found: HashMap<String, Slot> = HashMap::with_capacity(wanted.len());
+        for mut entry in listed {
             if !wanted.contains(entry.key.as_str()) {
                 continue;
             }
-            let same_key = found.entry(entry.key.clone()).or_default();
-            if !same_key.iter().any(|e| e.record == entry.record) {
-                same_key.push(entry);
+            match found.get_mut(entry.key.as_str()) {
+                Some(slot) => slot.add(entry),
+                None => {
+                    let key = std::mem::take(&mut entry.key);
+                    found.insert(key, Slot::One(entry));
+                }
             }
         }
-        let accounts = found
-            .into_iter()
-            .filter_map(|(key, mut entries)| {
-                let observation = if entries.len() == 1 {
-                    AccountObservation::Found(entries.pop()?.account)
-                } else {
-                    AccountObservation::Failed(ambiguity(&key, &entries))
-                };
-                Some((key, observation))
-            })
-            .collect();
-        Observation { accounts }
+        let mut observed = HashMap::with_capacity(found.len());
+        for (key, slot) in found {
+            let observation = match slot {
+                Slot::One(entry) => AccountObservation::Found(entry.account),
+                Slot::Many(entries) => AccountObservation::Failed(ambiguity(&key, &entries)),
+            };
+            observed.insert(key, observation);
+        }
+        Observation { accounts: observed }
+    }
+}
+
+/// What [`Observation::of_listed`] holds for one key while it reads a listing.
+enum Slot {
+    One(Listed),
+    /// Two or more different records carry the key.
+    Many(Vec<Listed>),
+}
+
+impl Slot {
+    /// Adds a listed entry under the same key; the same record listed twice under it
+    /// (an id equal to its own identifier) counts once.
+    fn add(&mut self, entry: Listed) {
+        match self {
+            Slot::One(first) if first.record == entry.record => {}
+            Slot::One(_) => {
+                let previous = std::mem::replace(self, Slot::Many(Vec::with_capacity(2)));
+                if let (Slot::One(first), Slot::Many(entries)) = (previous, &mut *self) {
+                    entries.push(first);
+                    entries.push(entry);
+                }
+            }
+            Slot::Many(entries) => {
+                if !entries.iter().any(|e| e.record == entry.record) {
+                    entries.push(entry);
+                }
+            }
+        }
     }
 }
 
