@@ -240,6 +240,18 @@ async fn hold_lock(
     }
 }
 
+/// An instance's configuration as [`instance_config`] compares it.
+type InstanceTalk = (String, Option<std::path::PathBuf>);
+
+/// Everything of `instance`'s configuration that decides how it is talked to (secrets
+/// by their names), to tell whether a reload changed it.
+fn instance_config(desired: &DesiredState, instance: &str) -> Option<InstanceTalk> {
+    desired
+        .instances
+        .get(instance)
+        .map(|c| (format!("{c:?}"), c.ca_file.clone()))
+}
+
 struct InstanceLoop {
     name: String,
     slot: Arc<TriggerSlot>,
@@ -249,7 +261,9 @@ struct InstanceLoop {
     observer: Arc<InstanceObserver>,
     /// The adapter, and the folder generation it was built from: every valid reload
     /// reconnects, so a changed `base_url` or a rotated secret file takes effect.
-    connected: Option<(u64, Arc<dyn Provider>)>,
+    /// With it, the configuration it talks to (see [`instance_config`]): a reconnect
+    /// for the same one inherits what the old adapter's listing learned.
+    connected: Option<(u64, Arc<dyn Provider>, Option<InstanceTalk>)>,
     /// Where each account of the instance stood at the end of the passes so far. An
     /// account in sync, with that status: a change planned for it later, towards the
     /// same status, was made by hand.
@@ -387,7 +401,7 @@ impl InstanceLoop {
 
     /// The adapter for `loaded`, connecting (again) when the folder was reloaded.
     fn provider(&mut self, loaded: &Loaded) -> Result<Arc<dyn Provider>, String> {
-        if let Some((generation, provider)) = &self.connected {
+        if let Some((generation, provider, _)) = &self.connected {
             if *generation == loaded.generation {
                 return Ok(provider.clone());
             }
@@ -401,7 +415,17 @@ impl InstanceLoop {
             self.connected = None;
             e.to_string()
         })?;
-        self.connected = Some((loaded.generation, provider.clone()));
+        // What the old adapter's listing learned holds for the new one when it talks to
+        // the same instance the same way.
+        let talks_to = instance_config(&loaded.desired, &self.name);
+        if let Some((_, old, before)) = &self.connected {
+            if *before == talks_to {
+                if let Some(memory) = old.listing_memory() {
+                    provider.recall_listing(memory);
+                }
+            }
+        }
+        self.connected = Some((loaded.generation, provider.clone(), talks_to));
         Ok(provider)
     }
 
@@ -427,13 +451,9 @@ impl InstanceLoop {
         let Some(baseline) = &self.baseline else {
             return Scope::Full;
         };
-        let config = |desired: &DesiredState| {
-            desired
-                .instances
-                .get(&self.name)
-                .map(|c| (format!("{c:?}"), c.ca_file.clone()))
-        };
-        if config(&baseline.desired) != config(&loaded.desired) {
+        if instance_config(&baseline.desired, &self.name)
+            != instance_config(&loaded.desired, &self.name)
+        {
             return Scope::Full;
         }
         let Some(touched) = targeted::touched(&baseline.desired, &loaded.desired, &self.name)
