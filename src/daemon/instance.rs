@@ -494,7 +494,10 @@ impl InstanceLoop {
         let loaded = self.folder.borrow().clone();
         self.refusal = None;
         self.last_error = None;
-        let folder = fingerprint(&loaded.desired, &self.name);
+        let folder = match loaded.fingerprints.get(&self.name) {
+            Some(print) => *print,
+            None => fingerprint(&loaded.desired, &self.name),
+        };
         if self.guard_held.is_some_and(|held| held != folder) {
             tracing::info!(instance = %self.name, "the folder changed; the safety guard's hold is lifted and the changes are planned afresh");
             self.guard_held = None;

@@ -22,7 +22,7 @@ use crate::reconcile::{self, UnknownInstance};
 use crate::secret::Secret;
 use instance::{LoopHandle, Reason};
 use metrics::Metrics;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::IntoFuture;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
@@ -97,6 +97,9 @@ pub struct Loaded {
     pub git_commit: Option<String>,
     /// Increases with every valid reload; loops reconnect when it changes.
     pub generation: u64,
+    /// Per selected instance, the fingerprint of what the folder asks of it (see
+    /// [`fingerprint`]): computed again only for the instances a reload touched.
+    pub fingerprints: BTreeMap<String, u64>,
 }
 
 /// What every instance loop shares.
@@ -299,6 +302,33 @@ struct Supervisor {
     retiring: Vec<(String, JoinHandle<()>)>,
     /// The problems last reported, so an unchanged invalid folder is not logged again.
     last_problems: Option<Vec<Problem>>,
+    /// The folder as last read, so a reload re-reads only the files that changed.
+    /// `None` while a reload holds it (or after one failed unexpectedly).
+    cache: Option<desired::FolderCache>,
+    /// The instances whose accounts the files changed since the last valid load
+    /// touched; `None`: any instance may have changed (providers.yaml, a first load).
+    dirty: Option<BTreeSet<String>>,
+}
+
+/// The instances whose accounts the changed files name, before or after the change;
+/// `None` when anything may have changed.
+fn touched_instances(changes: &desired::Changes) -> Option<BTreeSet<String>> {
+    if changes.everything {
+        return None;
+    }
+    let mut touched = BTreeSet::new();
+    for change in &changes.files {
+        for outcome in change.before.iter().chain(change.after.iter()) {
+            for user in outcome.users() {
+                for account in &user.accounts {
+                    if !touched.contains(account.instance.as_str()) {
+                        touched.insert(account.instance.clone());
+                    }
+                }
+            }
+        }
+    }
+    Some(touched)
 }
 
 impl Supervisor {
@@ -307,11 +337,35 @@ impl Supervisor {
     async fn reload(&mut self, at_start: bool) -> Result<(), DaemonError> {
         let dir = self.dir.clone();
         let started = std::time::Instant::now();
+        let mut cache = self
+            .cache
+            .take()
+            .unwrap_or_else(|| desired::FolderCache::new(&dir, crate::provider::specs()));
         let loaded = tokio::task::spawn_blocking(move || {
-            desired::load(&dir, crate::provider::specs())
-                .map(|desired| (desired, audit::git_commit(&dir)))
+            let loaded = cache
+                .load()
+                .map(|desired| (desired, audit::git_commit(&dir)));
+            (cache, loaded)
         })
         .await;
+        let loaded = match loaded {
+            Ok((cache, loaded)) => {
+                let touched = touched_instances(cache.changes());
+                self.dirty = match (self.dirty.take(), touched) {
+                    (Some(mut dirty), Some(touched)) => {
+                        dirty.extend(touched);
+                        Some(dirty)
+                    }
+                    _ => None,
+                };
+                self.cache = Some(cache);
+                Ok(loaded)
+            }
+            Err(panic) => {
+                self.dirty = None;
+                Err(panic)
+            }
+        };
         let (desired, git_commit) = match loaded {
             Ok(Ok(loaded)) => loaded,
             Ok(Err(invalid)) => {
@@ -363,15 +417,33 @@ impl Supervisor {
             load_ms = started.elapsed().as_millis() as u64,
             "desired state loaded"
         );
+        // An instance the changed files did not touch keeps its fingerprint (its
+        // configuration is unchanged too: a changed providers.yaml makes every instance
+        // dirty), so its loop is not woken.
+        let dirty = self.dirty.replace(BTreeSet::new());
+        let previous = self
+            .folder
+            .as_ref()
+            .map(|f| f.borrow().fingerprints.clone());
         let fingerprints: BTreeMap<String, u64> = selected
             .iter()
-            .map(|name| (name.clone(), fingerprint(&desired, name)))
+            .map(|name| {
+                let kept = match (&dirty, &previous) {
+                    (Some(dirty), Some(previous)) if !dirty.contains(name) => {
+                        previous.get(name).copied()
+                    }
+                    _ => None,
+                };
+                let print = kept.unwrap_or_else(|| fingerprint(&desired, name));
+                (name.clone(), print)
+            })
             .collect();
         self.generation += 1;
         let loaded = Arc::new(Loaded {
             desired,
             git_commit,
             generation: self.generation,
+            fingerprints: fingerprints.clone(),
         });
         let first_load = self.folder.is_none();
         let receiver = match &self.folder {
@@ -582,6 +654,8 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         shutdown: shutdown.clone(),
         folder: None,
         generation: 0,
+        cache: None,
+        dirty: None,
         loops: BTreeMap::new(),
         retiring: Vec::new(),
         last_problems: None,
