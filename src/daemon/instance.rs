@@ -240,6 +240,16 @@ async fn hold_lock(
     }
 }
 
+/// The files that changed from `baseline` to `loaded`, when `loaded` is the valid load
+/// right after it (and anything that changed is in them).
+fn consecutive<'a>(baseline: &Loaded, loaded: &'a Loaded) -> Option<&'a targeted::Delta> {
+    if baseline.generation.checked_add(1) == Some(loaded.generation) {
+        loaded.delta.as_deref()
+    } else {
+        None
+    }
+}
+
 /// An instance's configuration as [`instance_config`] compares it.
 type InstanceTalk = (String, Option<std::path::PathBuf>);
 
@@ -456,8 +466,13 @@ impl InstanceLoop {
         {
             return Scope::Full;
         }
-        let Some(touched) = targeted::touched(&baseline.desired, &loaded.desired, &self.name)
-        else {
+        // Right after the baseline, the files that changed since say it all; otherwise
+        // the two folders are compared account by account.
+        let touched = match consecutive(baseline, loaded) {
+            Some(delta) => targeted::touched_in(delta, &self.name),
+            None => targeted::touched(&baseline.desired, &loaded.desired, &self.name),
+        };
+        let Some(touched) = touched else {
             return Scope::Full;
         };
         if touched.is_empty() {
@@ -537,7 +552,16 @@ impl InstanceLoop {
             }
             Scope::Full => (&loaded.desired, None),
             Scope::Targeted(touched) => {
-                restricted = targeted::restrict(&loaded.desired, &self.name, &touched.present);
+                restricted = match self
+                    .baseline
+                    .as_deref()
+                    .and_then(|b| consecutive(b, &loaded))
+                {
+                    Some(delta) => {
+                        targeted::restrict_in(&loaded.desired, delta, &self.name, &touched.present)
+                    }
+                    None => targeted::restrict(&loaded.desired, &self.name, &touched.present),
+                };
                 (&restricted, Some(touched))
             }
         };

@@ -100,6 +100,10 @@ pub struct Loaded {
     /// Per selected instance, the fingerprint of what the folder asks of it (see
     /// [`fingerprint`]): computed again only for the instances a reload touched.
     pub fingerprints: BTreeMap<String, u64>,
+    /// The user files that changed since the previous valid load (generation - 1), for
+    /// targeted passes that cost in proportion to the change; `None` when anything may
+    /// have changed.
+    pub delta: Option<Arc<targeted::Delta>>,
 }
 
 /// What every instance loop shares.
@@ -305,30 +309,29 @@ struct Supervisor {
     /// The folder as last read, so a reload re-reads only the files that changed.
     /// `None` while a reload holds it (or after one failed unexpectedly).
     cache: Option<desired::FolderCache>,
-    /// The instances whose accounts the files changed since the last valid load
-    /// touched; `None`: any instance may have changed (providers.yaml, a first load).
-    dirty: Option<BTreeSet<String>>,
+    /// The user files that changed since the last valid load (each with what it held
+    /// then and holds now); `None`: anything may have changed (providers.yaml, a
+    /// first load).
+    pending: Option<targeted::Delta>,
 }
 
-/// The instances whose accounts the changed files name, before or after the change;
-/// `None` when anything may have changed.
-fn touched_instances(changes: &desired::Changes) -> Option<BTreeSet<String>> {
+/// Adds what one reload found changed to the changes since the last valid load.
+fn accumulate(
+    pending: Option<targeted::Delta>,
+    changes: &desired::Changes,
+) -> Option<targeted::Delta> {
+    let mut pending = pending?;
     if changes.everything {
         return None;
     }
-    let mut touched = BTreeSet::new();
     for change in &changes.files {
-        for outcome in change.before.iter().chain(change.after.iter()) {
-            for user in outcome.users() {
-                for account in &user.accounts {
-                    if !touched.contains(account.instance.as_str()) {
-                        touched.insert(account.instance.clone());
-                    }
-                }
-            }
-        }
+        let entry = pending
+            .files
+            .entry(change.file.clone())
+            .or_insert_with(|| (change.before.clone(), None));
+        entry.1 = change.after.clone();
     }
-    Some(touched)
+    Some(pending)
 }
 
 impl Supervisor {
@@ -350,19 +353,12 @@ impl Supervisor {
         .await;
         let loaded = match loaded {
             Ok((cache, loaded)) => {
-                let touched = touched_instances(cache.changes());
-                self.dirty = match (self.dirty.take(), touched) {
-                    (Some(mut dirty), Some(touched)) => {
-                        dirty.extend(touched);
-                        Some(dirty)
-                    }
-                    _ => None,
-                };
+                self.pending = accumulate(self.pending.take(), cache.changes());
                 self.cache = Some(cache);
                 Ok(loaded)
             }
             Err(panic) => {
-                self.dirty = None;
+                self.pending = None;
                 Err(panic)
             }
         };
@@ -420,7 +416,11 @@ impl Supervisor {
         // An instance the changed files did not touch keeps its fingerprint (its
         // configuration is unchanged too: a changed providers.yaml makes every instance
         // dirty), so its loop is not woken.
-        let dirty = self.dirty.replace(BTreeSet::new());
+        let delta = self
+            .pending
+            .replace(targeted::Delta::default())
+            .map(Arc::new);
+        let dirty: Option<BTreeSet<&str>> = delta.as_deref().map(targeted::Delta::instances);
         let previous = self
             .folder
             .as_ref()
@@ -429,7 +429,7 @@ impl Supervisor {
             .iter()
             .map(|name| {
                 let kept = match (&dirty, &previous) {
-                    (Some(dirty), Some(previous)) if !dirty.contains(name) => {
+                    (Some(dirty), Some(previous)) if !dirty.contains(name.as_str()) => {
                         previous.get(name).copied()
                     }
                     _ => None,
@@ -438,12 +438,14 @@ impl Supervisor {
                 (name.clone(), print)
             })
             .collect();
+        drop(dirty);
         self.generation += 1;
         let loaded = Arc::new(Loaded {
             desired,
             git_commit,
             generation: self.generation,
             fingerprints: fingerprints.clone(),
+            delta,
         });
         let first_load = self.folder.is_none();
         let receiver = match &self.folder {
@@ -655,7 +657,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         folder: None,
         generation: 0,
         cache: None,
-        dirty: None,
+        pending: None,
         loops: BTreeMap::new(),
         retiring: Vec::new(),
         last_problems: None,
