@@ -87,6 +87,7 @@ fn reads_one(kind: SimKind, r: &RecordedRequest, id: &str) -> bool {
         && match kind {
             SimKind::Zitadel => r.path == format!("/resources/v3alpha/users/{id}"),
             SimKind::SuspendApi => r.path == format!("/v1/users/{id}"),
+            SimKind::StatusApi => r.path == format!("/users/{id}"),
             SimKind::Acronis => {
                 r.path == "/api/2/users" && r.query.as_deref() == Some(&format!("uuids={id}"))
             }
@@ -406,26 +407,118 @@ async fn the_interval_pass_still_lists_everything() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_api_lists_on_a_one_user_edit() {
-    // status-api names an account by id or identifier; one user's read cannot prove
-    // that no other user carries the same key, so it keeps reading the whole list.
+async fn a_one_user_edit_at_status_api_reads_only_that_account() {
+    a_one_user_edit_reads_only_that_account(SimKind::StatusApi, 1500).await;
+}
+
+/// A status-api world of 300 users, plus `extra` users at the provider only, and the
+/// daemon after its first (successful) pass, with the request log cleared.
+async fn status_api_after_a_listing(extra: Vec<SimUser>) -> (World, Vec<SimUser>, Daemon) {
     let users = people("s", 300);
-    let world = world_with(SimKind::StatusApi, "app", &users, "").await;
-    let sim = &world.sims["app"];
+    let mut world = World::new();
+    let at_provider: Vec<SimUser> = users.iter().cloned().chain(extra).collect();
+    world
+        .add("app", SimConfig::new(SimKind::StatusApi, at_provider), "")
+        .await;
+    write_people(&world, "app", &users, &[]);
     let daemon = start(&world, "1h").await;
-    sim.clear_requests();
-    write_people(&world, "app", &users, &[(users[9].id.as_str(), "inactive")]);
+    world.sims["app"].clear_requests();
+    (world, users, daemon)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_api_reads_an_account_named_by_its_identifier_alone() {
+    let (world, users, _daemon) = status_api_after_a_listing(Vec::new()).await;
+    let sim = &world.sims["app"];
+    // The folder names one account by its identifier instead of its id: the listing
+    // matched that key to one user too.
+    let by_name = format!("{}-name", users[4].id);
+    let mut kept = users.clone();
+    kept[4].id = by_name.clone();
+    write_people(&world, "app", &kept, &[(by_name.as_str(), "suspended")]);
     eventually("the write", Duration::from_secs(10), || async {
         sim.write_count() == 1
     })
     .await;
+    let requests = api_requests(sim);
+    assert!(!requests.iter().any(|r| is_listing(SimKind::StatusApi, r)));
+    assert!(
+        reads_one(SimKind::StatusApi, &requests[0], &by_name),
+        "{requests:#?}"
+    );
     assert_eq!(
-        sim.requests()
+        sim.user(&users[4].id).map(|u| u.status),
+        Some("suspended".into())
+    );
+    // The rename (id to identifier) touched that account only: one read, one write.
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_api_lists_when_the_key_was_ambiguous_in_the_last_listing() {
+    // At the provider, "twin" is the id of one user and the identifier of another.
+    let mut other = user("s-other", "active");
+    other.name = "twin".into();
+    let (world, users, daemon) =
+        status_api_after_a_listing(vec![user("twin", "active"), other]).await;
+    let sim = &world.sims["app"];
+    let mut with_twin = users.clone();
+    with_twin.push(user("twin", "active"));
+    write_people(&world, "app", &with_twin, &[("twin", "inactive")]);
+    daemon
+        .wait_log(
+            &["pass finished", "folder_changed"],
+            Duration::from_secs(10),
+        )
+        .await;
+    let requests = api_requests(sim);
+    assert_eq!(
+        requests
             .iter()
             .filter(|r| is_listing(SimKind::StatusApi, r))
             .count(),
-        3
+        4,
+        "302 users: four pages; {requests:#?}"
     );
+    assert!(!requests
+        .iter()
+        .any(|r| reads_one(SimKind::StatusApi, r, "twin")));
+    // The listing shows the ambiguity: no write to either user.
+    assert_eq!(sim.write_count(), 0);
+    assert_eq!(
+        daemon.metric_sum("roster_targeted_passes_total", &[]).await,
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_api_lists_for_a_key_its_last_listing_never_saw() {
+    let (world, users, daemon) = status_api_after_a_listing(Vec::new()).await;
+    let sim = &world.sims["app"];
+    // A key the provider has never shown: only a listing can say it is not there (or
+    // that two users carry it).
+    let mut with_ghost = users.clone();
+    with_ghost.push(user("s-ghost", "active"));
+    write_people(&world, "app", &with_ghost, &[("s-ghost", "inactive")]);
+    daemon
+        .wait_log(
+            &["pass finished", "folder_changed"],
+            Duration::from_secs(10),
+        )
+        .await;
+    let requests = api_requests(sim);
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| is_listing(SimKind::StatusApi, r))
+            .count(),
+        3,
+        "{requests:#?}"
+    );
+    assert!(!requests
+        .iter()
+        .any(|r| reads_one(SimKind::StatusApi, r, "s-ghost")));
+    assert_eq!(sim.write_count(), 0);
     assert_eq!(
         daemon.metric_sum("roster_targeted_passes_total", &[]).await,
         0.0

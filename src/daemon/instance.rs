@@ -240,6 +240,28 @@ async fn hold_lock(
     }
 }
 
+/// The files that changed from `baseline` to `loaded`, when `loaded` is the valid load
+/// right after it (and anything that changed is in them).
+fn consecutive<'a>(baseline: &Loaded, loaded: &'a Loaded) -> Option<&'a targeted::Delta> {
+    if baseline.generation.checked_add(1) == Some(loaded.generation) {
+        loaded.delta.as_deref()
+    } else {
+        None
+    }
+}
+
+/// An instance's configuration as [`instance_config`] compares it.
+type InstanceTalk = (String, Option<std::path::PathBuf>);
+
+/// Everything of `instance`'s configuration that decides how it is talked to (secrets
+/// by their names), to tell whether a reload changed it.
+fn instance_config(desired: &DesiredState, instance: &str) -> Option<InstanceTalk> {
+    desired
+        .instances
+        .get(instance)
+        .map(|c| (format!("{c:?}"), c.ca_file.clone()))
+}
+
 struct InstanceLoop {
     name: String,
     slot: Arc<TriggerSlot>,
@@ -249,7 +271,9 @@ struct InstanceLoop {
     observer: Arc<InstanceObserver>,
     /// The adapter, and the folder generation it was built from: every valid reload
     /// reconnects, so a changed `base_url` or a rotated secret file takes effect.
-    connected: Option<(u64, Arc<dyn Provider>)>,
+    /// With it, the configuration it talks to (see [`instance_config`]): a reconnect
+    /// for the same one inherits what the old adapter's listing learned.
+    connected: Option<(u64, Arc<dyn Provider>, Option<InstanceTalk>)>,
     /// Where each account of the instance stood at the end of the passes so far. An
     /// account in sync, with that status: a change planned for it later, towards the
     /// same status, was made by hand.
@@ -387,7 +411,7 @@ impl InstanceLoop {
 
     /// The adapter for `loaded`, connecting (again) when the folder was reloaded.
     fn provider(&mut self, loaded: &Loaded) -> Result<Arc<dyn Provider>, String> {
-        if let Some((generation, provider)) = &self.connected {
+        if let Some((generation, provider, _)) = &self.connected {
             if *generation == loaded.generation {
                 return Ok(provider.clone());
             }
@@ -401,7 +425,17 @@ impl InstanceLoop {
             self.connected = None;
             e.to_string()
         })?;
-        self.connected = Some((loaded.generation, provider.clone()));
+        // What the old adapter's listing learned holds for the new one when it talks to
+        // the same instance the same way.
+        let talks_to = instance_config(&loaded.desired, &self.name);
+        if let Some((_, old, before)) = &self.connected {
+            if *before == talks_to {
+                if let Some(memory) = old.listing_memory() {
+                    provider.recall_listing(memory);
+                }
+            }
+        }
+        self.connected = Some((loaded.generation, provider.clone(), talks_to));
         Ok(provider)
     }
 
@@ -427,17 +461,18 @@ impl InstanceLoop {
         let Some(baseline) = &self.baseline else {
             return Scope::Full;
         };
-        let config = |desired: &DesiredState| {
-            desired
-                .instances
-                .get(&self.name)
-                .map(|c| (format!("{c:?}"), c.ca_file.clone()))
-        };
-        if config(&baseline.desired) != config(&loaded.desired) {
+        if instance_config(&baseline.desired, &self.name)
+            != instance_config(&loaded.desired, &self.name)
+        {
             return Scope::Full;
         }
-        let Some(touched) = targeted::touched(&baseline.desired, &loaded.desired, &self.name)
-        else {
+        // Right after the baseline, the files that changed since say it all; otherwise
+        // the two folders are compared account by account.
+        let touched = match consecutive(baseline, loaded) {
+            Some(delta) => targeted::touched_in(delta, &self.name),
+            None => targeted::touched(&baseline.desired, &loaded.desired, &self.name),
+        };
+        let Some(touched) = touched else {
             return Scope::Full;
         };
         if touched.is_empty() {
@@ -474,7 +509,10 @@ impl InstanceLoop {
         let loaded = self.folder.borrow().clone();
         self.refusal = None;
         self.last_error = None;
-        let folder = fingerprint(&loaded.desired, &self.name);
+        let folder = match loaded.fingerprints.get(&self.name) {
+            Some(print) => *print,
+            None => fingerprint(&loaded.desired, &self.name),
+        };
         if self.guard_held.is_some_and(|held| held != folder) {
             tracing::info!(instance = %self.name, "the folder changed; the safety guard's hold is lifted and the changes are planned afresh");
             self.guard_held = None;
@@ -514,7 +552,16 @@ impl InstanceLoop {
             }
             Scope::Full => (&loaded.desired, None),
             Scope::Targeted(touched) => {
-                restricted = targeted::restrict(&loaded.desired, &self.name, &touched.present);
+                restricted = match self
+                    .baseline
+                    .as_deref()
+                    .and_then(|b| consecutive(b, &loaded))
+                {
+                    Some(delta) => {
+                        targeted::restrict_in(&loaded.desired, delta, &self.name, &touched.present)
+                    }
+                    None => targeted::restrict(&loaded.desired, &self.name, &touched.present),
+                };
                 (&restricted, Some(touched))
             }
         };

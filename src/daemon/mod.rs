@@ -22,7 +22,7 @@ use crate::reconcile::{self, UnknownInstance};
 use crate::secret::Secret;
 use instance::{LoopHandle, Reason};
 use metrics::Metrics;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::IntoFuture;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
@@ -97,6 +97,13 @@ pub struct Loaded {
     pub git_commit: Option<String>,
     /// Increases with every valid reload; loops reconnect when it changes.
     pub generation: u64,
+    /// Per selected instance, the fingerprint of what the folder asks of it (see
+    /// [`fingerprint`]): computed again only for the instances a reload touched.
+    pub fingerprints: BTreeMap<String, u64>,
+    /// The user files that changed since the previous valid load (generation - 1), for
+    /// targeted passes that cost in proportion to the change; `None` when anything may
+    /// have changed.
+    pub delta: Option<Arc<targeted::Delta>>,
 }
 
 /// What every instance loop shares.
@@ -299,6 +306,32 @@ struct Supervisor {
     retiring: Vec<(String, JoinHandle<()>)>,
     /// The problems last reported, so an unchanged invalid folder is not logged again.
     last_problems: Option<Vec<Problem>>,
+    /// The folder as last read, so a reload re-reads only the files that changed.
+    /// `None` while a reload holds it (or after one failed unexpectedly).
+    cache: Option<desired::FolderCache>,
+    /// The user files that changed since the last valid load (each with what it held
+    /// then and holds now); `None`: anything may have changed (providers.yaml, a
+    /// first load).
+    pending: Option<targeted::Delta>,
+}
+
+/// Adds what one reload found changed to the changes since the last valid load.
+fn accumulate(
+    pending: Option<targeted::Delta>,
+    changes: &desired::Changes,
+) -> Option<targeted::Delta> {
+    let mut pending = pending?;
+    if changes.everything {
+        return None;
+    }
+    for change in &changes.files {
+        let entry = pending
+            .files
+            .entry(change.file.clone())
+            .or_insert_with(|| (change.before.clone(), None));
+        entry.1 = change.after.clone();
+    }
+    Some(pending)
 }
 
 impl Supervisor {
@@ -307,11 +340,28 @@ impl Supervisor {
     async fn reload(&mut self, at_start: bool) -> Result<(), DaemonError> {
         let dir = self.dir.clone();
         let started = std::time::Instant::now();
+        let mut cache = self
+            .cache
+            .take()
+            .unwrap_or_else(|| desired::FolderCache::new(&dir, crate::provider::specs()));
         let loaded = tokio::task::spawn_blocking(move || {
-            desired::load(&dir, crate::provider::specs())
-                .map(|desired| (desired, audit::git_commit(&dir)))
+            let loaded = cache
+                .load()
+                .map(|desired| (desired, audit::git_commit(&dir)));
+            (cache, loaded)
         })
         .await;
+        let loaded = match loaded {
+            Ok((cache, loaded)) => {
+                self.pending = accumulate(self.pending.take(), cache.changes());
+                self.cache = Some(cache);
+                Ok(loaded)
+            }
+            Err(panic) => {
+                self.pending = None;
+                Err(panic)
+            }
+        };
         let (desired, git_commit) = match loaded {
             Ok(Ok(loaded)) => loaded,
             Ok(Err(invalid)) => {
@@ -363,15 +413,39 @@ impl Supervisor {
             load_ms = started.elapsed().as_millis() as u64,
             "desired state loaded"
         );
+        // An instance the changed files did not touch keeps its fingerprint (its
+        // configuration is unchanged too: a changed providers.yaml makes every instance
+        // dirty), so its loop is not woken.
+        let delta = self
+            .pending
+            .replace(targeted::Delta::default())
+            .map(Arc::new);
+        let dirty: Option<BTreeSet<&str>> = delta.as_deref().map(targeted::Delta::instances);
+        let previous = self
+            .folder
+            .as_ref()
+            .map(|f| f.borrow().fingerprints.clone());
         let fingerprints: BTreeMap<String, u64> = selected
             .iter()
-            .map(|name| (name.clone(), fingerprint(&desired, name)))
+            .map(|name| {
+                let kept = match (&dirty, &previous) {
+                    (Some(dirty), Some(previous)) if !dirty.contains(name.as_str()) => {
+                        previous.get(name).copied()
+                    }
+                    _ => None,
+                };
+                let print = kept.unwrap_or_else(|| fingerprint(&desired, name));
+                (name.clone(), print)
+            })
             .collect();
+        drop(dirty);
         self.generation += 1;
         let loaded = Arc::new(Loaded {
             desired,
             git_commit,
             generation: self.generation,
+            fingerprints: fingerprints.clone(),
+            delta,
         });
         let first_load = self.folder.is_none();
         let receiver = match &self.folder {
@@ -582,6 +656,8 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         shutdown: shutdown.clone(),
         folder: None,
         generation: 0,
+        cache: None,
+        pending: None,
         loops: BTreeMap::new(),
         retiring: Vec::new(),
         last_problems: None,

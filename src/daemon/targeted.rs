@@ -7,8 +7,47 @@
 //! with the whole folder (each account is planned from its own desired and live state
 //! only). Whether a targeted pass is allowed at all (guard, cost) is the loop's decision.
 
-use crate::desired::{Account, DesiredState, User};
-use std::collections::{HashMap, HashSet};
+use crate::desired::{Account, DesiredState, FileOutcome, User};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The user files that changed between two valid loads of the folder: for each, what
+/// reading it found in the earlier load and in the later one (`None`: not in that load).
+/// Every other file is byte for byte the same in both, so the accounts whose desired
+/// state changed are all in these files: an account cannot move into or out of an
+/// unchanged file without being claimed twice in one of the two (valid) loads.
+#[derive(Default)]
+pub struct Delta {
+    pub files: BTreeMap<PathBuf, Versions>,
+}
+
+/// What reading one file found in the earlier and in the later load.
+pub type Versions = (Option<Arc<FileOutcome>>, Option<Arc<FileOutcome>>);
+
+impl Delta {
+    /// The users of the changed files in the earlier load, in file order.
+    fn before(&self) -> impl Iterator<Item = &User> {
+        self.files
+            .values()
+            .flat_map(|(before, _)| before.iter().flat_map(|o| o.users()))
+    }
+
+    /// The users of the changed files in the later load, in file order.
+    fn after(&self) -> impl Iterator<Item = &User> {
+        self.files
+            .values()
+            .flat_map(|(_, after)| after.iter().flat_map(|o| o.users()))
+    }
+
+    /// The instances that some account of a changed file names, before or after.
+    pub fn instances(&self) -> BTreeSet<&str> {
+        self.before()
+            .chain(self.after())
+            .flat_map(|u| u.accounts.iter().map(|a| a.instance.as_str()))
+            .collect()
+    }
+}
 
 /// The accounts of one instance that a folder change touched.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -40,11 +79,11 @@ fn same(a: (&User, &Account), b: (&User, &Account)) -> bool {
 /// The accounts of `instance` by id; `None` when one id appears twice (the loader refuses
 /// that, but a targeted pass must never guess which entry counts).
 fn by_id<'a>(
-    desired: &'a DesiredState,
+    users: impl Iterator<Item = &'a User>,
     instance: &str,
 ) -> Option<HashMap<&'a str, (&'a User, &'a Account)>> {
     let mut accounts = HashMap::new();
-    for user in &desired.users {
+    for user in users {
         for account in user.accounts.iter().filter(|a| a.instance == instance) {
             if accounts
                 .insert(account.id.as_str(), (user, account))
@@ -61,8 +100,25 @@ fn by_id<'a>(
 /// last pass planned from) and `after`; `None` when they cannot be compared account by
 /// account (an id named twice), so only a full pass is right.
 pub fn touched(before: &DesiredState, after: &DesiredState, instance: &str) -> Option<Touched> {
-    let old = by_id(before, instance)?;
-    let new = by_id(after, instance)?;
+    compare(
+        by_id(before.users.iter(), instance)?,
+        by_id(after.users.iter(), instance)?,
+    )
+}
+
+/// [`touched`] for two consecutive valid loads, from the files that changed between
+/// them only (see [`Delta`]): the same answer, at a cost in proportion to the change.
+pub fn touched_in(delta: &Delta, instance: &str) -> Option<Touched> {
+    compare(
+        by_id(delta.before(), instance)?,
+        by_id(delta.after(), instance)?,
+    )
+}
+
+fn compare(
+    old: HashMap<&str, (&User, &Account)>,
+    new: HashMap<&str, (&User, &Account)>,
+) -> Option<Touched> {
     let mut present: Vec<String> = new
         .iter()
         .filter(|(id, entry)| old.get(*id).is_none_or(|was| !same(*was, **entry)))
@@ -82,10 +138,28 @@ pub fn touched(before: &DesiredState, after: &DesiredState, instance: &str) -> O
 /// their name and reason): the pure plan function planning from it gives, for those
 /// accounts, exactly the entries it gives with the whole folder.
 pub fn restrict(desired: &DesiredState, instance: &str, ids: &[String]) -> DesiredState {
+    restrict_users(desired, desired.users.iter(), instance, ids)
+}
+
+/// [`restrict`] for a folder loaded right after `delta`'s change, whose touched accounts
+/// are therefore all in its changed files: built from those files only.
+pub fn restrict_in(
+    desired: &DesiredState,
+    delta: &Delta,
+    instance: &str,
+    ids: &[String],
+) -> DesiredState {
+    restrict_users(desired, delta.after(), instance, ids)
+}
+
+fn restrict_users<'a>(
+    desired: &DesiredState,
+    users: impl Iterator<Item = &'a User>,
+    instance: &str,
+    ids: &[String],
+) -> DesiredState {
     let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
-    let users = desired
-        .users
-        .iter()
+    let users = users
         .filter_map(|user| {
             let accounts: Vec<Account> = user
                 .accounts
@@ -184,6 +258,71 @@ mod tests {
         assert_eq!(
             touched(&before, &other_instance, "h"),
             Some(Touched::default())
+        );
+    }
+
+    /// Loads `folder` with `cache` and answers the load and the files it found changed.
+    fn load_delta(cache: &mut crate::desired::FolderCache) -> (DesiredState, Delta) {
+        let desired = cache.load().unwrap();
+        let mut delta = Delta::default();
+        for change in &cache.changes().files {
+            delta.files.insert(
+                change.file.clone(),
+                (change.before.clone(), change.after.clone()),
+            );
+        }
+        (desired, delta)
+    }
+
+    #[test]
+    fn the_changed_files_alone_give_the_same_touched_accounts_and_restricted_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(
+            root.join("providers.yaml"),
+            "providers:\n  h:\n    kind: status-api\n    base_url: http://127.0.0.1:1\n    auth: { bearer_token_env: T }\n  o:\n    kind: status-api\n    base_url: http://127.0.0.1:2\n    auth: { bearer_token_env: T }\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("a.yaml"), BASE).unwrap();
+        let other = "users:\n  - name: zed\n    status: active\n    accounts: { h: z1, o: z1 }\n";
+        std::fs::write(root.join("b.yaml"), other).unwrap();
+        let mut cache = crate::desired::FolderCache::new(root, crate::provider::specs());
+        let (before, _) = load_delta(&mut cache);
+        // One file edited (a status, a new account, a removed user), one file added.
+        std::fs::write(
+            root.join("a.yaml"),
+            BASE.replace("status: inactive", "status: active")
+                .replace("{ h: b1 }", "{ h: b1, o: b2 }")
+                .replace(
+                    "  - name: ann\n    status: active\n    accounts: { h: a1, o: a1 }\n",
+                    "",
+                ),
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("c.yaml"),
+            "users:\n  - name: new\n    status: inactive\n    accounts: { h: n1 }\n",
+        )
+        .unwrap();
+        let (after, delta) = load_delta(&mut cache);
+        assert_eq!(delta.files.len(), 2, "a.yaml and c.yaml");
+        assert_eq!(delta.instances(), BTreeSet::from(["h", "o"]));
+        for instance in ["h", "o"] {
+            let whole = touched(&before, &after, instance);
+            assert_eq!(touched_in(&delta, instance), whole, "{instance}");
+            let ids = whole.unwrap().present;
+            assert!(!ids.is_empty());
+            assert_eq!(
+                format!("{:?}", restrict_in(&after, &delta, instance, &ids)),
+                format!("{:?}", restrict(&after, instance, &ids)),
+            );
+        }
+        assert_eq!(
+            touched_in(&delta, "h"),
+            Some(Touched {
+                present: vec!["c1".into(), "n1".into()],
+                gone: vec!["a1".into()],
+            })
         );
     }
 

@@ -229,6 +229,41 @@ pub struct RawFile {
 /// problem met on the way is added to `problems`; the files that could be read are
 /// returned in sorted path order.
 pub fn read_folder(root: &Path, names: &Names, problems: &mut Vec<Problem>) -> Vec<RawFile> {
+    let files = walk_folder(root, names, problems);
+    let mut total: u64 = 0;
+    let mut read = Vec::with_capacity(files.len());
+    for relative in files {
+        let remaining = MAX_TOTAL_BYTES.saturating_sub(total);
+        match read_regular(&root.join(&relative), MAX_FILE_BYTES.min(remaining)) {
+            Ok(bytes) => {
+                total += bytes.len() as u64;
+                read.push(RawFile { relative, bytes });
+            }
+            Err(ReadError::TooLarge { .. }) if remaining < MAX_FILE_BYTES => {
+                problems.push(total_limit_problem(names, &relative));
+                break;
+            }
+            Err(e) => problems.push(problem_at(names.show(&relative), e.to_string())),
+        }
+    }
+    read
+}
+
+/// The problem of the file at which the folder's YAML files passed [`MAX_TOTAL_BYTES`].
+pub fn total_limit_problem(names: &Names, relative: &Path) -> Problem {
+    problem_at(
+        names.root(),
+        format!(
+            "the folder's YAML files add up to more than 64 MiB (the limit); stopped reading at {}",
+            names.show(relative)
+        ),
+    )
+}
+
+/// Walks the folder at `root` within the bounds above, without reading any file: the
+/// YAML files' paths relative to the root, sorted. Problems met on the way are added to
+/// `problems`.
+pub fn walk_folder(root: &Path, names: &Names, problems: &mut Vec<Problem>) -> Vec<PathBuf> {
     let mut walk = Walk {
         root,
         names,
@@ -247,30 +282,7 @@ pub fn read_folder(root: &Path, names: &Names, problems: &mut Vec<Problem>) -> V
     }
     let mut files = std::mem::take(&mut walk.files);
     files.sort();
-
-    let mut total: u64 = 0;
-    let mut read = Vec::with_capacity(files.len());
-    for relative in files {
-        let remaining = MAX_TOTAL_BYTES.saturating_sub(total);
-        match read_regular(&root.join(&relative), MAX_FILE_BYTES.min(remaining)) {
-            Ok(bytes) => {
-                total += bytes.len() as u64;
-                read.push(RawFile { relative, bytes });
-            }
-            Err(ReadError::TooLarge { .. }) if remaining < MAX_FILE_BYTES => {
-                problems.push(problem_at(
-                    names.root(),
-                    format!(
-                        "the folder's YAML files add up to more than 64 MiB (the limit); stopped reading at {}",
-                        names.show(&relative)
-                    ),
-                ));
-                break;
-            }
-            Err(e) => problems.push(problem_at(names.show(&relative), e.to_string())),
-        }
-    }
-    read
+    files
 }
 
 struct Walk<'a> {

@@ -16,7 +16,7 @@ mod proptests;
 
 pub use bounds::parse_instant;
 pub use folder::{MAX_DEPTH, MAX_ENTRIES, MAX_FILE_BYTES, MAX_TOTAL_BYTES};
-pub use load::{load, load_files};
+pub use load::{load, load_files, Changes, FileChange, FileOutcome, FolderCache};
 pub use yaml::{MAX_PROBLEMS_PER_FILE, MAX_VALUES_PER_FILE};
 
 use crate::model::KindSpec;

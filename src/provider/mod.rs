@@ -9,6 +9,7 @@
 pub mod acronis;
 pub mod atlan;
 pub mod http;
+pub mod key_index;
 pub mod scim;
 pub mod status_api;
 pub mod suspend_api;
@@ -189,6 +190,20 @@ pub trait Provider: Send + Sync {
     /// missing from the listing is. A kind without such an endpoint keeps this default.
     async fn observe_accounts(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
         self.observe(accounts).await
+    }
+
+    /// What this adapter's last full listing said about the keys accounts are named by
+    /// (see [`key_index`]), for kinds whose targeted read depends on it. The daemon hands
+    /// it to the adapter a reload connects for the same instance configuration, so a
+    /// folder change does not cost a listing merely because the folder was reloaded.
+    fn listing_memory(&self) -> Option<Arc<key_index::KeyIndex>> {
+        None
+    }
+
+    /// Takes over `memory` from the adapter this one replaces (see
+    /// [`listing_memory`](Self::listing_memory)); kinds that keep none ignore it.
+    fn recall_listing(&self, memory: Arc<key_index::KeyIndex>) {
+        let _ = memory;
     }
 
     /// Moves one account to `change.to`. Needs a [`WriteAccess`], which only the apply

@@ -1,11 +1,14 @@
 //! `status-api`: a self-hosted user directory with a `status` field.
-//! Reads `GET /users?page&per_page`; writes `PATCH /users/{id-or-identifier}`.
+//! Reads `GET /users?page&per_page`; writes `PATCH /users/{id-or-identifier}`. After a
+//! listing, a folder change reads each touched account with `GET /users/{key}` when the
+//! listing matched that key to exactly one user (see [`super::key_index`]).
 
 use super::http::{ApiRequest, ApiResponse, BearerToken, HttpClient};
+use super::key_index::KeyIndex;
 use super::{
-    api_error, lenient_text, offset_pages, parse_json, Change, Connect, ConnectError, HeldAccount,
-    Inventory, Kind, KindSpec, Listed, Observation, ObservedAccount, Provider, ProviderError,
-    Setting, WriteAccess, WriteOutcome,
+    api_error, lenient_text, offset_pages, parse_json, AccountObservation, Change, Connect,
+    ConnectError, HeldAccount, Inventory, Kind, KindSpec, Listed, Observation, ObservedAccount,
+    Provider, ProviderError, Setting, WriteAccess, WriteOutcome,
 };
 use crate::status::Status;
 use async_trait::async_trait;
@@ -13,7 +16,7 @@ use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub static KIND: Kind = Kind {
     spec: KindSpec {
@@ -39,11 +42,19 @@ fn connect(cx: Connect) -> Result<Arc<dyn Provider>, ConnectError> {
     );
     let token = BearerToken(cx.auth.bearer_ref(name)?);
     let http = cx.http(Arc::new(token), headers, Vec::new())?;
-    Ok(Arc::new(StatusApi { http }))
+    Ok(Arc::new(StatusApi {
+        http,
+        memory: Mutex::new(None),
+    }))
 }
+
+/// How many targeted reads run at once.
+const TARGETED_CONCURRENCY: usize = 8;
 
 struct StatusApi {
     http: HttpClient,
+    /// What the last full listing said about each key; `None` before the first.
+    memory: Mutex<Option<Arc<KeyIndex>>>,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +118,47 @@ impl StatusApi {
         .await
     }
 
+    /// The key index of the last full listing, if any.
+    fn memory(&self) -> Option<Arc<KeyIndex>> {
+        // A panic while holding the lock left a whole `Option<Arc>` behind, never half.
+        self.memory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Every user, and remembers which user each key named (for targeted reads).
+    async fn listing(&self) -> Result<Vec<User>, ProviderError> {
+        let users = self.users().await?;
+        let mut index = KeyIndex::new();
+        for (record, user) in users.iter().enumerate() {
+            index.insert(&user.id, record, &user.id);
+            if let Some(identifier) = &user.identifier {
+                index.insert(identifier, record, &user.id);
+            }
+        }
+        *self.memory.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(index));
+        Ok(users)
+    }
+
+    /// `GET /users/{key}`: the user, or `None` when the provider knows no such key (404).
+    async fn read_one(&self, key: &str) -> Result<Option<User>, ProviderError> {
+        let response = self.http.read(ApiRequest::get(&["users", key])).await?;
+        if response.status.as_u16() == 404 {
+            return Ok(None);
+        }
+        self.expect_success(&response, key)?;
+        parse_json(self.instance(), "user", &response.body).map(Some)
+    }
+
+    /// [`read_one`](Self::read_one), answered with its key.
+    async fn read_keyed<'k>(
+        &self,
+        key: &'k String,
+    ) -> (&'k String, Result<Option<User>, ProviderError>) {
+        (key, self.read_one(key).await)
+    }
+
     fn expect_success(&self, response: &ApiResponse, account: &str) -> Result<(), ProviderError> {
         if response.is_success() {
             return Ok(());
@@ -163,9 +215,77 @@ fn held(user: User) -> HeldAccount {
 #[async_trait]
 impl Provider for StatusApi {
     async fn observe(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
-        let users = self.users().await?;
+        let users = self.listing().await?;
         // An account may be named by its uuid or by its identifier: list it under both.
         Ok(Observation::of_listed(accounts, listed(users)))
+    }
+
+    /// One `GET /users/{key}` per account, but only when the last listing matched every
+    /// key to exactly one user: a key it never saw, or saw on two users, may be
+    /// ambiguous, which only a listing shows.
+    fn targeted_read_cost(&self, accounts: &[String]) -> Option<usize> {
+        let memory = self.memory()?;
+        accounts
+            .iter()
+            .all(|key| memory.is_unique(key))
+            .then_some(accounts.len())
+    }
+
+    /// Reads each account with `GET /users/{key}`. The answer counts only if it is the
+    /// user the last listing matched the key to (by id, and the key is that user's id
+    /// or identifier); anything else (a 404, another user) means the provider changed
+    /// since, so the accounts are read the listing way instead, which says exactly what
+    /// a full pass would. The write, `PATCH /users/{key}`, goes to the user this read.
+    async fn observe_accounts(&self, accounts: &[String]) -> Result<Observation, ProviderError> {
+        use futures::StreamExt;
+        let Some(memory) = self
+            .memory()
+            .filter(|m| accounts.iter().all(|key| m.is_unique(key)))
+        else {
+            return self.observe(accounts).await;
+        };
+        let keys: std::collections::BTreeSet<&String> = accounts.iter().collect();
+        let reads: Vec<_> = keys.into_iter().map(|key| self.read_keyed(key)).collect();
+        let reads: Vec<(&String, Result<Option<User>, ProviderError>)> =
+            futures::stream::iter(reads)
+                .buffer_unordered(TARGETED_CONCURRENCY)
+                .collect()
+                .await;
+        let mut observation = Observation::default();
+        for (key, read) in reads {
+            let user = match read? {
+                Some(user)
+                    if (user.id == *key || user.identifier.as_ref() == Some(key))
+                        && memory.names(key, &user.id) =>
+                {
+                    user
+                }
+                _ => {
+                    tracing::info!(
+                        instance = %self.instance(),
+                        account = ?key,
+                        "the provider no longer matches this key as its last listing did; reading the list instead"
+                    );
+                    return self.observe(accounts).await;
+                }
+            };
+            observation.accounts.insert(
+                key.clone(),
+                AccountObservation::Found(ObservedAccount::new(Status::new(user.status))),
+            );
+        }
+        Ok(observation)
+    }
+
+    fn listing_memory(&self) -> Option<Arc<KeyIndex>> {
+        self.memory()
+    }
+
+    fn recall_listing(&self, memory: Arc<KeyIndex>) {
+        let mut held = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        if held.is_none() {
+            *held = Some(memory);
+        }
     }
 
     async fn inventory(&self) -> Result<Inventory, ProviderError> {

@@ -9,6 +9,7 @@
 //! order and sorts the problems.
 
 mod fast;
+mod incremental;
 mod parse;
 mod providers;
 mod scan;
@@ -30,6 +31,8 @@ use std::path::{Component, Path, PathBuf};
 use unique::{check_unique_accounts, check_unique_names};
 use users::{all_statuses, read_users};
 
+pub use incremental::{Changes, FileChange, FolderCache};
+
 /// The file at the root of the folder that defines provider instances.
 pub const PROVIDERS_FILE: &str = "providers.yaml";
 
@@ -39,6 +42,14 @@ pub const PROVIDERS_FILE: &str = "providers.yaml";
 /// provider kinds a file may name (`crate::provider::specs()`).
 pub fn load(root: &Path, kinds: KindRegistry) -> Result<DesiredState, InvalidFolder> {
     let names = Names::new(root);
+    check_root(root, &names)?;
+    let mut problems = Vec::new();
+    let files = folder::read_folder(root, &names, &mut problems);
+    validate(root, &names, files, problems, kinds)
+}
+
+/// The folder itself exists and is a folder.
+fn check_root(root: &Path, names: &Names) -> Result<(), InvalidFolder> {
     let refuse = |message: String| InvalidFolder {
         problems: vec![problem_at(names.root(), message)],
     };
@@ -55,9 +66,7 @@ pub fn load(root: &Path, kinds: KindRegistry) -> Result<DesiredState, InvalidFol
         )),
         Err(e) => return Err(refuse(format!("cannot read folder: {e}"))),
     }
-    let mut problems = Vec::new();
-    let files = folder::read_folder(root, &names, &mut problems);
-    validate(root, &names, files, problems, kinds)
+    Ok(())
 }
 
 /// Loads a folder given as files in memory (path relative to the folder, bytes), as if
@@ -134,37 +143,8 @@ fn validate(
     kinds: KindRegistry,
 ) -> Result<DesiredState, InvalidFolder> {
     let providers_path = Path::new(PROVIDERS_FILE);
-    let providers_file = names.show(providers_path);
-    let instances = match files.iter().find(|f| f.relative == providers_path) {
-        Some(raw) => text_of(raw, &providers_file, &mut problems)
-            .and_then(|text| {
-                if text::is_blank(text) {
-                    problems.push(problem_at(
-                        providers_file.clone(),
-                        "the file is empty: define the provider instances under 'providers:'",
-                    ));
-                    None
-                } else {
-                    parse(text, &providers_file, &mut problems)
-                }
-            })
-            .map(|node| read_providers(&node, &providers_file, &mut problems, kinds))
-            .unwrap_or_else(|| Instances::none(kinds)),
-        None => {
-            // Not when reading it failed, or a limit stopped the walk before it.
-            let explained = problems
-                .iter()
-                .any(|p| *p.location.file == *providers_file || *p.location.file == *names.root());
-            if !explained {
-                problems.push(problem_at(
-                    providers_file.clone(),
-                    "file not found: the folder must define its provider instances in providers.yaml",
-                ));
-            }
-            Instances::none(kinds)
-        }
-    };
-
+    let providers = files.iter().find(|f| f.relative == providers_path);
+    let instances = read_instances(providers, names, &mut problems, kinds);
     let statuses = all_statuses(kinds);
     // Each user file's bytes are moved out to be dropped once read: the folder's text
     // and its users are then never all in memory at once.
@@ -199,6 +179,62 @@ fn validate(
         user_names.extend(outcome.read.names);
         problems.extend(outcome.problems);
     }
+    let order = files.iter().map(|f| f.relative.as_path());
+    finish(root, names, order, instances, users, user_names, problems)
+}
+
+/// Reads `providers.yaml` (`providers`, if the folder has it): the instances user files
+/// may name. Its problems, or its absence, go to `problems`.
+fn read_instances(
+    providers: Option<&RawFile>,
+    names: &Names,
+    problems: &mut Vec<Problem>,
+    kinds: KindRegistry,
+) -> Instances {
+    let providers_file = names.show(Path::new(PROVIDERS_FILE));
+    match providers {
+        Some(raw) => text_of(raw, &providers_file, problems)
+            .and_then(|text| {
+                if text::is_blank(text) {
+                    problems.push(problem_at(
+                        providers_file.clone(),
+                        "the file is empty: define the provider instances under 'providers:'",
+                    ));
+                    None
+                } else {
+                    parse(text, &providers_file, problems)
+                }
+            })
+            .map(|node| read_providers(&node, &providers_file, problems, kinds))
+            .unwrap_or_else(|| Instances::none(kinds)),
+        None => {
+            // Not when reading it failed, or a limit stopped the walk before it.
+            let explained = problems
+                .iter()
+                .any(|p| *p.location.file == *providers_file || *p.location.file == *names.root());
+            if !explained {
+                problems.push(problem_at(
+                    providers_file.clone(),
+                    "file not found: the folder must define its provider instances in providers.yaml",
+                ));
+            }
+            Instances::none(kinds)
+        }
+    }
+}
+
+/// Applies the folder-wide rules to the users of every file and answers the folder, or
+/// all its problems in file order (`files`: every YAML file read, in path order).
+fn finish<'f>(
+    root: &Path,
+    names: &Names,
+    files: impl Iterator<Item = &'f Path>,
+    instances: Instances,
+    users: Vec<super::User>,
+    user_names: Vec<(String, super::Location)>,
+    mut problems: Vec<Problem>,
+) -> Result<DesiredState, InvalidFolder> {
+    let providers_file = names.show(Path::new(PROVIDERS_FILE));
     check_unique_names(&user_names, &mut problems);
     drop(user_names);
     check_unique_accounts(&users, &mut problems);
@@ -212,7 +248,7 @@ fn validate(
     }
     let mut order: HashMap<String, usize> = HashMap::new();
     for (i, file) in std::iter::once(providers_file)
-        .chain(files.iter().map(|f| names.show(&f.relative)))
+        .chain(files.map(|f| names.show(f)))
         .enumerate()
     {
         order.entry(file).or_insert(i);
@@ -237,9 +273,16 @@ fn validate(
 
 /// What reading one user file found: its users (none if it has a problem) and its
 /// problems.
-struct FileOutcome {
+pub struct FileOutcome {
     read: fast::FileUsers,
     problems: Vec<Problem>,
+}
+
+impl FileOutcome {
+    /// The file's users (none when it has a problem).
+    pub fn users(&self) -> &[super::User] {
+        &self.read.users
+    }
 }
 
 /// Reads one user file: the fast path first, and the positioned path, which words every
