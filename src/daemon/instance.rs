@@ -321,6 +321,10 @@ impl InstanceLoop {
                 reason = self.slot.next() => reason,
                 reason = timer => reason,
                 () = elected(&mut role) => Reason::LeaderElected,
+                Ok(()) = self.folder.changed() => {
+                    self.follow_folder();
+                    continue;
+                }
             };
             // A standby keeps the pass it was asked for until it holds the lease.
             if let Some(leadership) = self.context.leadership.clone() {
@@ -437,6 +441,25 @@ impl InstanceLoop {
         }
         self.connected = Some((loaded.generation, provider.clone(), talks_to));
         Ok(provider)
+    }
+
+    /// A new folder was loaded. When it asks the same of this instance as the baseline
+    /// does (same fingerprint, same configuration), it becomes the baseline: the
+    /// comparison a later change needs is the same, and the previous folder is no longer
+    /// held here, so an idle daemon keeps one folder, not one per instance that has not
+    /// passed since. A folder that changed this instance leaves the baseline alone: the
+    /// pass it triggers compares with it.
+    fn follow_folder(&mut self) {
+        let loaded = self.folder.borrow_and_update().clone();
+        let Some(baseline) = &self.baseline else {
+            return;
+        };
+        let same = baseline.fingerprints.get(&self.name) == loaded.fingerprints.get(&self.name)
+            && instance_config(&baseline.desired, &self.name)
+                == instance_config(&loaded.desired, &self.name);
+        if same && loaded.generation > baseline.generation {
+            self.baseline = Some(loaded);
+        }
     }
 
     /// Decides what a pass for `reason` must read: everything, only the accounts a
