@@ -19,6 +19,11 @@ pub struct Finished {
     pub wall: Duration,
     /// Peak resident set size, in bytes.
     pub peak_rss: u64,
+    /// CPU time (user + system) the child used.
+    pub cpu: Duration,
+    /// CPU time the bench's own process used meanwhile: its in-process simulators serving
+    /// the child (the bench does nothing else while it waits).
+    pub simulators_cpu: Duration,
     pub stdout: String,
     pub stderr: String,
 }
@@ -53,12 +58,14 @@ pub fn run_measured(mut command: Command, dir: &Path, label: &str) -> anyhow::Re
     let err = std::fs::File::create(&err_path)
         .with_context(|| format!("creating {}", err_path.display()))?;
     command.stdout(out).stderr(err);
+    let own_before = own_cpu();
     let started = Instant::now();
     let child = command
         .spawn()
         .with_context(|| format!("starting {:?}", command.get_program()))?;
     let (status, usage) = wait4(child.id())?;
     let wall = started.elapsed();
+    let simulators_cpu = own_cpu().saturating_sub(own_before);
     // wait4 reaped the child; the handle only holds the pid now.
     drop(child);
     let code = if libc::WIFEXITED(status) {
@@ -71,9 +78,30 @@ pub fn run_measured(mut command: Command, dir: &Path, label: &str) -> anyhow::Re
         wall,
         // ru_maxrss is in kilobytes on Linux.
         peak_rss: u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
+        cpu: cpu_time(&usage),
+        simulators_cpu,
         stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
         stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
     })
+}
+
+/// User + system time of a resource usage record.
+fn cpu_time(usage: &libc::rusage) -> Duration {
+    let micros = |t: libc::timeval| {
+        u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(t.tv_usec).unwrap_or(0)
+    };
+    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+}
+
+/// CPU time this process has used so far, all threads.
+fn own_cpu() -> Duration {
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the pointer points to a live, writable rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    cpu_time(&usage)
 }
 
 /// Waits for the child `pid` and returns its wait status and resource usage.

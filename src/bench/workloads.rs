@@ -95,6 +95,12 @@ pub async fn w1(ctx: &Ctx, accounts: usize) -> anyhow::Result<Workload> {
         ),
         metrics: vec![
             Metric::plain("wall", Unit::Seconds, run.wall.as_secs_f64()),
+            Metric::plain("CPU, roster", Unit::Seconds, run.cpu.as_secs_f64()),
+            Metric::plain(
+                "CPU, simulators",
+                Unit::Seconds,
+                run.simulators_cpu.as_secs_f64(),
+            ),
             Metric::plain("peak RSS", Unit::Megabytes, run.peak_rss as f64 / MB),
             Metric::against(
                 "requests",
@@ -209,6 +215,7 @@ pub async fn w2(ctx: &Ctx, accounts: usize) -> anyhow::Result<W2> {
                 BoundKind::LowerBound,
                 "one per drifted account",
             ),
+            Metric::plain("CPU, roster", Unit::Seconds, run.cpu.as_secs_f64()),
             Metric::plain("peak RSS", Unit::Megabytes, run.peak_rss as f64 / MB),
         ],
     };
