@@ -1,6 +1,7 @@
 //! `roster apply` as per-instance pipelines: each instance reads, plans and writes on its
-//! own, and within an instance writes may start before the last page is read, but only
-//! once the mass-change guard can no longer trip. Every test runs the real binary against
+//! own, so a slow instance delays no other's writes; within an instance the writes wait
+//! for its whole list, which a later page could still show to be untrustworthy, and the
+//! mass-change guard is exact. Every test runs the real binary against
 //! the simulators on loopback; order is read from the audit log or a simulator's request
 //! log, never from wall-clock thresholds.
 
@@ -85,8 +86,8 @@ async fn every_kind(count: usize, latency: Duration, extra: &str) -> (World, Vec
 
 /// Prints the time of `roster apply` over every kind × 2,000 accounts at 20 ms per request beside
 /// the lower bound (the busiest instance's requests × latency / max_concurrency), with
-/// the guard in place (default `max_changes`: no write may start before the full read)
-/// and lifted (`--allow-mass-change`: writes stream as pages arrive).
+/// the guard in place (default `max_changes`) and lifted (`--allow-mass-change`); in both
+/// an instance's writes start once its whole list is read.
 /// `cargo test --release --test pipeline measure -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement: prints numbers, takes about ten seconds"]
