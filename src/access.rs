@@ -246,6 +246,7 @@ mod tests {
     use super::*;
     use crate::desired::{Account, Bounds, Location, User};
     use crate::model::{Observation, ObservedAccount};
+    use std::sync::Arc;
 
     fn state() -> DesiredState {
         let account = |instance: &str, id: &str, status: &str| Account {
@@ -276,7 +277,10 @@ mod tests {
                         account("h", "a3", "inactive"),
                     ],
                 ),
-            ],
+            ]
+            .into_iter()
+            .map(Arc::new)
+            .collect(),
         }
     }
 

@@ -526,7 +526,10 @@ mod tests {
                     location: Location::default(),
                 }],
                 location: Location::default(),
-            }],
+            }]
+            .into_iter()
+            .map(Arc::new)
+            .collect(),
         }
     }
 

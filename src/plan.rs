@@ -281,6 +281,7 @@ mod tests {
     use super::*;
     use crate::desired::{Account, Bounds, Location, User};
     use crate::model::{ObservedAccount, Refusal, RefusalScope};
+    use std::sync::Arc;
 
     /// A desired state whose users each have one account: (user, instance, id, status).
     fn desired(accounts: &[(&str, &str, &str, &str)]) -> DesiredState {
@@ -301,6 +302,7 @@ mod tests {
                     }],
                     location: Location::default(),
                 })
+                .map(Arc::new)
                 .collect(),
         }
     }
@@ -463,7 +465,7 @@ mod tests {
     /// One user "u" whose account "a1" at instance "x" is `active` within `bounds`.
     fn bounded(bounds: Bounds) -> DesiredState {
         let mut state = desired(&[("u", "x", "a1", "active")]);
-        state.users[0].accounts[0].bounds = bounds;
+        Arc::make_mut(&mut state.users[0]).accounts[0].bounds = bounds;
         state
     }
 
@@ -559,17 +561,22 @@ mod tests {
             then: Status::new(then),
             ..Bounds::default()
         };
-        state.users[0].accounts[0].bounds = until("2026-12-15T17:00:00Z", "inactive");
-        state.users[1].accounts[0].bounds = until("2026-12-15T17:00:00Z", "suspended");
-        state.users[2].accounts[0].bounds = Bounds {
+        Arc::make_mut(&mut state.users[0]).accounts[0].bounds =
+            until("2026-12-15T17:00:00Z", "inactive");
+        Arc::make_mut(&mut state.users[1]).accounts[0].bounds =
+            until("2026-12-15T17:00:00Z", "suspended");
+        Arc::make_mut(&mut state.users[2]).accounts[0].bounds = Bounds {
             from: Some(instant("2026-12-01T08:00:00Z")),
             until: Some(instant("2026-12-20T08:00:00Z")),
             ..Bounds::default()
         };
-        state.users[3].accounts[0].bounds = until("2026-11-01T00:00:00Z", "inactive");
-        state.users[4].accounts[0].bounds = until("2027-06-01T00:00:00Z", "inactive");
+        Arc::make_mut(&mut state.users[3]).accounts[0].bounds =
+            until("2026-11-01T00:00:00Z", "inactive");
+        Arc::make_mut(&mut state.users[4]).accounts[0].bounds =
+            until("2027-06-01T00:00:00Z", "inactive");
         // inactive until an instant, then inactive: no transition to show.
-        state.users[5].accounts[0].bounds = until("2026-12-02T00:00:00Z", "inactive");
+        Arc::make_mut(&mut state.users[5]).accounts[0].bounds =
+            until("2026-12-02T00:00:00Z", "inactive");
         let observed: BTreeMap<String, InstanceObservation> = [
             observed("portal", vec![("p1", found("active"))]),
             ("helpdesk".to_string(), Err("unreachable".to_string())),

@@ -272,7 +272,10 @@ mod tests {
                     ],
                     location: Location::default(),
                 },
-            ],
+            ]
+            .into_iter()
+            .map(Arc::new)
+            .collect(),
         };
         let time = PlanTime {
             at: parse_instant("2026-11-26T12:00:00Z").unwrap(),

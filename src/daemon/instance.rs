@@ -957,7 +957,10 @@ mod tests {
                     account("y", "b1", None, Some("2027-01-02T00:00:00Z")),
                 ],
                 location: Location::default(),
-            }],
+            }]
+            .into_iter()
+            .map(Arc::new)
+            .collect(),
         };
         let next = |now: &str| next_boundary(&desired, "x", at(now));
         assert_eq!(

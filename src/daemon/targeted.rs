@@ -28,16 +28,18 @@ pub type Versions = (Option<Arc<FileOutcome>>, Option<Arc<FileOutcome>>);
 impl Delta {
     /// The users of the changed files in the earlier load, in file order.
     fn before(&self) -> impl Iterator<Item = &User> {
-        self.files
-            .values()
-            .flat_map(|(before, _)| before.iter().flat_map(|o| o.users()))
+        self.files.values().flat_map(|(before, _)| {
+            before
+                .iter()
+                .flat_map(|o| o.users().iter().map(Arc::as_ref))
+        })
     }
 
     /// The users of the changed files in the later load, in file order.
     fn after(&self) -> impl Iterator<Item = &User> {
         self.files
             .values()
-            .flat_map(|(_, after)| after.iter().flat_map(|o| o.users()))
+            .flat_map(|(_, after)| after.iter().flat_map(|o| o.users().iter().map(Arc::as_ref)))
     }
 
     /// The instances that some account of a changed file names, before or after.
@@ -101,8 +103,8 @@ fn by_id<'a>(
 /// account (an id named twice), so only a full pass is right.
 pub fn touched(before: &DesiredState, after: &DesiredState, instance: &str) -> Option<Touched> {
     compare(
-        by_id(before.users.iter(), instance)?,
-        by_id(after.users.iter(), instance)?,
+        by_id(before.users.iter().map(Arc::as_ref), instance)?,
+        by_id(after.users.iter().map(Arc::as_ref), instance)?,
     )
 }
 
@@ -138,7 +140,12 @@ fn compare(
 /// their name and reason): the pure plan function planning from it gives, for those
 /// accounts, exactly the entries it gives with the whole folder.
 pub fn restrict(desired: &DesiredState, instance: &str, ids: &[String]) -> DesiredState {
-    restrict_users(desired, desired.users.iter(), instance, ids)
+    restrict_users(
+        desired,
+        desired.users.iter().map(Arc::as_ref),
+        instance,
+        ids,
+    )
 }
 
 /// [`restrict`] for a folder loaded right after `delta`'s change, whose touched accounts
@@ -167,11 +174,13 @@ fn restrict_users<'a>(
                 .filter(|a| a.instance == instance && wanted.contains(a.id.as_str()))
                 .cloned()
                 .collect();
-            (!accounts.is_empty()).then(|| User {
-                name: user.name.clone(),
-                reason: user.reason.clone(),
-                accounts,
-                location: user.location.clone(),
+            (!accounts.is_empty()).then(|| {
+                Arc::new(User {
+                    name: user.name.clone(),
+                    reason: user.reason.clone(),
+                    accounts,
+                    location: user.location.clone(),
+                })
             })
         })
         .collect();

@@ -35,8 +35,9 @@ pub struct DesiredState {
     pub root: PathBuf,
     /// Provider instances by name.
     pub instances: BTreeMap<String, InstanceConfig>,
-    /// Users in file order (files sorted by path).
-    pub users: Vec<User>,
+    /// Users in file order (files sorted by path). Shared, so that the daemon's reload
+    /// cache and the folder in force hold one copy of each user, not two.
+    pub users: Vec<Arc<User>>,
 }
 
 impl DesiredState {

@@ -319,8 +319,8 @@ impl FolderCache {
         let mut user_names = Vec::new();
         let mut files = HashMap::with_capacity(entries.len());
         for (relative, entry) in entries {
-            users.extend(entry.outcome.read.users.iter().cloned());
-            user_names.extend(entry.outcome.read.names.iter().cloned());
+            users.extend(entry.outcome.users.iter().cloned());
+            user_names.extend(entry.outcome.names.iter().cloned());
             problems.extend(entry.outcome.problems.iter().cloned());
             files.insert(relative, entry);
         }

@@ -28,6 +28,7 @@ use parse::{parse, text_of};
 use providers::{read_providers, Instances};
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use unique::{check_unique_accounts, check_unique_names};
 use users::{all_statuses, read_users};
 
@@ -172,11 +173,11 @@ fn validate(
             &positioned,
         )
     });
-    let mut users = Vec::with_capacity(outcomes.iter().map(|o| o.read.users.len()).sum());
+    let mut users = Vec::with_capacity(outcomes.iter().map(|o| o.users.len()).sum());
     let mut user_names = Vec::with_capacity(users.capacity());
     for outcome in outcomes {
-        users.extend(outcome.read.users);
-        user_names.extend(outcome.read.names);
+        users.extend(outcome.users);
+        user_names.extend(outcome.names);
         problems.extend(outcome.problems);
     }
     let order = files.iter().map(|f| f.relative.as_path());
@@ -230,7 +231,7 @@ fn finish<'f>(
     names: &Names,
     files: impl Iterator<Item = &'f Path>,
     instances: Instances,
-    users: Vec<super::User>,
+    users: Vec<Arc<super::User>>,
     user_names: Vec<(String, super::Location)>,
     mut problems: Vec<Problem>,
 ) -> Result<DesiredState, InvalidFolder> {
@@ -274,14 +275,24 @@ fn finish<'f>(
 /// What reading one user file found: its users (none if it has a problem) and its
 /// problems.
 pub struct FileOutcome {
-    read: fast::FileUsers,
+    /// Shared with every folder built from this outcome (see [`super::DesiredState`]).
+    users: Vec<Arc<super::User>>,
+    names: Vec<(String, super::Location)>,
     problems: Vec<Problem>,
 }
 
 impl FileOutcome {
     /// The file's users (none when it has a problem).
-    pub fn users(&self) -> &[super::User] {
-        &self.read.users
+    pub fn users(&self) -> &[Arc<super::User>] {
+        &self.users
+    }
+
+    fn of(read: fast::FileUsers, problems: Vec<Problem>) -> Self {
+        FileOutcome {
+            users: read.users.into_iter().map(Arc::new).collect(),
+            names: read.names,
+            problems,
+        }
     }
 }
 
@@ -294,38 +305,34 @@ fn read_user_file(
     statuses: &[&'static str],
     positioned: &std::sync::Mutex<()>,
 ) -> FileOutcome {
-    let mut outcome = FileOutcome {
-        read: fast::FileUsers::default(),
-        problems: Vec::new(),
-    };
-    let problems = &mut outcome.problems;
-    let Some(text) = text_of(raw, file, problems) else {
-        return outcome;
+    let mut read = fast::FileUsers::default();
+    let mut problems = Vec::new();
+    let Some(text) = text_of(raw, file, &mut problems) else {
+        return FileOutcome::of(read, problems);
     };
     if text::is_blank(text) {
         problems.push(problem_at(
             file.to_string(),
             "holds no users (only blank lines, comments or '---'): delete the file, or write `users: []` if it is meant to hold none",
         ));
-        return outcome;
+        return FileOutcome::of(read, problems);
     }
-    if let Some(read) = fast::read_users(text, file, instances, statuses) {
-        outcome.read = read;
-        return outcome;
+    if let Some(fast) = fast::read_users(text, file, instances, statuses) {
+        return FileOutcome::of(fast, problems);
     }
     // A worker that panicked while holding the lock left nothing half-done in `()`.
     let _one_at_a_time = positioned.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(node) = parse(text, file, problems) {
+    if let Some(node) = parse(text, file, &mut problems) {
         read_users(
             &node,
             file,
             instances,
-            &mut outcome.read.users,
-            &mut outcome.read.names,
-            problems,
+            &mut read.users,
+            &mut read.names,
+            &mut problems,
         );
     }
-    outcome
+    FileOutcome::of(read, problems)
 }
 
 /// Runs `work` on every item on as many threads as the machine has cores (files are

@@ -69,7 +69,10 @@ pub(super) fn check_unique_names(names: &[(String, Location)], problems: &mut Ve
 /// Sorts one (hash, user, account) triple per account instead of building a map of
 /// them: at 350,000 accounts a map costs about 30 MB at the moment the folder's memory
 /// peaks, the triples about 8 MB. Equal hashes come together, in file order within.
-pub(super) fn check_unique_accounts(users: &[User], problems: &mut Vec<Problem>) {
+pub(super) fn check_unique_accounts<U: std::ops::Deref<Target = User>>(
+    users: &[U],
+    problems: &mut Vec<Problem>,
+) {
     use std::hash::BuildHasher;
     let hasher = foldhash::fast::RandomState::default();
     let mut keys: Vec<(u64, usize, usize)> =
@@ -145,7 +148,8 @@ mod tests {
 
     fn problems(users: &[User]) -> Vec<String> {
         let mut problems = Vec::new();
-        check_unique_accounts(users, &mut problems);
+        let users: Vec<&User> = users.iter().collect();
+        check_unique_accounts(&users, &mut problems);
         problems.iter().map(ToString::to_string).collect()
     }
 
