@@ -504,7 +504,7 @@ async fn write_one(provider: &dyn Provider, access: &WriteAccess, change: &Chang
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::{parse_instant, Account, Bounds, Location, User};
+    use crate::desired::{parse_instant, Account, Bounds, Location, TimeBounds, User};
 
     fn instant(text: &str) -> OffsetDateTime {
         parse_instant(text).unwrap()
@@ -551,11 +551,11 @@ mod tests {
 
     #[test]
     fn the_cause_names_the_bound_that_decided_the_status() {
-        let both = state(Bounds {
+        let both = state(Bounds::from(TimeBounds {
             from: Some(instant("2027-01-04T08:00:00+01:00")),
             until: Some(instant("2027-02-01T18:00:00+01:00")),
-            ..Bounds::default()
-        });
+            ..TimeBounds::default()
+        }));
         assert_eq!(
             cause(&both, "inactive", "2027-01-01T00:00:00Z"),
             None,

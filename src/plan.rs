@@ -279,7 +279,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::{Account, Bounds, Location, User};
+    use crate::desired::{Account, Bounds, Location, TimeBounds, User};
     use crate::model::{ObservedAccount, Refusal, RefusalScope};
     use std::sync::Arc;
 
@@ -483,10 +483,10 @@ mod tests {
 
     #[test]
     fn until_takes_effect_at_its_instant_with_then_or_inactive() {
-        let until = Bounds {
+        let until = Bounds::from(TimeBounds {
             until: Some(instant("2026-12-31T18:00:00+01:00")),
-            ..Bounds::default()
-        };
+            ..TimeBounds::default()
+        });
         let state = bounded(until.clone());
         assert_eq!(planned(&state, "active", "2026-12-31T16:59:59Z"), None);
         assert_eq!(
@@ -498,10 +498,10 @@ mod tests {
             planned(&state, "active", "2027-06-01T00:00:00Z").as_deref(),
             Some("active -> inactive")
         );
-        let state = bounded(Bounds {
+        let state = bounded(Bounds::from(TimeBounds {
             then: Status::new("suspended"),
-            ..until
-        });
+            ..(*until).clone()
+        }));
         assert_eq!(
             planned(&state, "active", "2026-12-31T17:00:00Z").as_deref(),
             Some("active -> suspended")
@@ -515,10 +515,10 @@ mod tests {
 
     #[test]
     fn from_holds_before_its_instant_then_the_status() {
-        let from = Bounds {
+        let from = Bounds::from(TimeBounds {
             from: Some(instant("2027-01-04T08:00:00+01:00")),
-            ..Bounds::default()
-        };
+            ..TimeBounds::default()
+        });
         let state = bounded(from.clone());
         assert_eq!(
             planned(&state, "active", "2027-01-04T06:59:59Z").as_deref(),
@@ -530,11 +530,11 @@ mod tests {
             Some("inactive -> active")
         );
         assert_eq!(planned(&state, "active", "2027-02-01T00:00:00Z"), None);
-        let state = bounded(Bounds {
+        let state = bounded(Bounds::from(TimeBounds {
             before: Status::new("onboarding"),
             until: Some(instant("2027-03-01T00:00:00Z")),
-            ..from
-        });
+            ..(*from).clone()
+        }));
         assert_eq!(
             planned(&state, "inactive", "2027-01-01T00:00:00Z").as_deref(),
             Some("inactive -> onboarding")
@@ -556,20 +556,22 @@ mod tests {
             ("far", "helpdesk", "h4", "active"),
             ("same", "helpdesk", "h5", "inactive"),
         ]);
-        let until = |text: &str, then: &str| Bounds {
-            until: Some(instant(text)),
-            then: Status::new(then),
-            ..Bounds::default()
+        let until = |text: &str, then: &str| {
+            Bounds::from(TimeBounds {
+                until: Some(instant(text)),
+                then: Status::new(then),
+                ..TimeBounds::default()
+            })
         };
         Arc::make_mut(&mut state.users[0]).accounts[0].bounds =
             until("2026-12-15T17:00:00Z", "inactive");
         Arc::make_mut(&mut state.users[1]).accounts[0].bounds =
             until("2026-12-15T17:00:00Z", "suspended");
-        Arc::make_mut(&mut state.users[2]).accounts[0].bounds = Bounds {
+        Arc::make_mut(&mut state.users[2]).accounts[0].bounds = Bounds::from(TimeBounds {
             from: Some(instant("2026-12-01T08:00:00Z")),
             until: Some(instant("2026-12-20T08:00:00Z")),
-            ..Bounds::default()
-        };
+            ..TimeBounds::default()
+        });
         Arc::make_mut(&mut state.users[3]).accounts[0].bounds =
             until("2026-11-01T00:00:00Z", "inactive");
         Arc::make_mut(&mut state.users[4]).accounts[0].bounds =

@@ -221,7 +221,7 @@ pub async fn inventory_all(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::{parse_instant, Account, Bounds, Location, User};
+    use crate::desired::{parse_instant, Account, Bounds, Location, TimeBounds, User};
     use crate::provider::{AccountObservation, Observation, ObservedAccount};
     use crate::status::Status;
 
@@ -245,10 +245,10 @@ mod tests {
     /// write something `plan` would not.
     #[test]
     fn per_instance_plans_merged_are_the_plan_of_all_instances() {
-        let soon = Bounds {
+        let soon = Bounds::from(TimeBounds {
             until: Some(parse_instant("2026-12-01T00:00:00Z").unwrap()),
-            ..Bounds::default()
-        };
+            ..TimeBounds::default()
+        });
         let desired = DesiredState {
             root: "desired-state".into(),
             instances: Default::default(),

@@ -927,17 +927,17 @@ mod tests {
 
     #[test]
     fn the_next_boundary_is_the_earliest_bound_ahead_at_this_instance() {
-        use crate::desired::{parse_instant, Account, Bounds, Location, User};
+        use crate::desired::{parse_instant, Account, Bounds, Location, TimeBounds, User};
         let at = |text: &str| parse_instant(text).unwrap();
         let account = |instance: &str, id: &str, from: Option<&str>, until: Option<&str>| Account {
             instance: instance.into(),
             id: id.into(),
             status: Status::new("active"),
-            bounds: Bounds {
+            bounds: Bounds::from(TimeBounds {
                 from: from.map(at),
                 until: until.map(at),
-                ..Bounds::default()
-            },
+                ..TimeBounds::default()
+            }),
             location: Location::default(),
         };
         let desired = DesiredState {

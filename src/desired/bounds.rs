@@ -3,7 +3,7 @@
 //! rule is reported where it is broken.
 
 use super::yaml::{suggest, FileReader};
-use super::Bounds;
+use super::{Bounds, TimeBounds};
 use crate::model::KindSpec;
 use crate::status::Status;
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
@@ -168,12 +168,12 @@ impl AccountBounds<'_, '_> {
         let status = |node: Option<&MarkedScalarNode>| {
             node.map_or_else(Status::inactive, |n| Status::new(n.as_str()))
         };
-        Bounds {
+        Bounds::from(TimeBounds {
             from: effective.from.map(|(at, _)| at),
             until: effective.until.map(|(at, _)| at),
             before: status(effective.before),
             then: status(effective.then),
-        }
+        })
     }
 }
 

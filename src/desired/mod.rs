@@ -195,7 +195,7 @@ impl Account {
 /// The effective time bounds of one account; with neither `from` nor `until` set, the
 /// status always holds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Bounds {
+pub struct TimeBounds {
     /// Before this instant the desired status is `before`.
     pub from: Option<OffsetDateTime>,
     /// From this instant on the desired status is `then`.
@@ -206,18 +206,71 @@ pub struct Bounds {
     pub then: Status,
 }
 
-impl Default for Bounds {
+/// The bounds every account has unless its file says otherwise.
+static UNBOUNDED: TimeBounds = TimeBounds {
+    from: None,
+    until: None,
+    before: Status::from_static(Status::INACTIVE),
+    then: Status::from_static(Status::INACTIVE),
+};
+
+impl Default for TimeBounds {
     fn default() -> Self {
-        Bounds {
-            from: None,
-            until: None,
-            before: Status::inactive(),
-            then: Status::inactive(),
+        UNBOUNDED.clone()
+    }
+}
+
+/// An account's [`TimeBounds`], stored only when they differ from the default: almost no
+/// account has any, and a folder of 500,000 accounts would otherwise carry 72 bytes of
+/// defaults for each. Reads and writes go through `Deref`/`DerefMut` as if it were the
+/// `TimeBounds` itself; equality and hashing compare the bounds, not how they are stored.
+#[derive(Clone, Default)]
+pub struct Bounds(Option<Box<TimeBounds>>);
+
+impl From<TimeBounds> for Bounds {
+    fn from(bounds: TimeBounds) -> Self {
+        if bounds == UNBOUNDED {
+            Bounds(None)
+        } else {
+            Bounds(Some(Box::new(bounds)))
         }
     }
 }
 
-impl Bounds {
+impl std::ops::Deref for Bounds {
+    type Target = TimeBounds;
+    fn deref(&self) -> &TimeBounds {
+        self.0.as_deref().unwrap_or(&UNBOUNDED)
+    }
+}
+
+impl std::ops::DerefMut for Bounds {
+    fn deref_mut(&mut self) -> &mut TimeBounds {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl PartialEq for Bounds {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Bounds {}
+
+impl std::hash::Hash for Bounds {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state);
+    }
+}
+
+impl fmt::Debug for Bounds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+impl TimeBounds {
     /// Whether the status is time-bound at all.
     pub fn is_bounded(&self) -> bool {
         self.from.is_some() || self.until.is_some()
@@ -282,5 +335,42 @@ impl fmt::Display for InvalidFolder {
             write!(f, "{problem}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod bounds_storage_tests {
+    use super::*;
+
+    /// Unbounded accounts store nothing; however bounds are built or edited, equality and
+    /// hashing see only what they say.
+    #[test]
+    fn bounds_compare_by_value_and_store_only_what_differs() {
+        assert_eq!(std::mem::size_of::<Bounds>(), std::mem::size_of::<usize>());
+        let default = Bounds::default();
+        assert!(default.0.is_none());
+        assert_eq!(default, Bounds::from(TimeBounds::default()));
+        assert!(Bounds::from(TimeBounds::default()).0.is_none());
+
+        let until = parse_instant("2026-12-01T00:00:00Z").ok();
+        let built = Bounds::from(TimeBounds {
+            until,
+            ..TimeBounds::default()
+        });
+        let mut edited = default.clone();
+        edited.until = until;
+        assert_eq!(built, edited);
+        assert_ne!(built, default);
+        assert!(built.is_bounded());
+
+        let mut touched = default.clone();
+        touched.before = Status::inactive();
+        assert_eq!(
+            touched, default,
+            "a materialised default is still the default"
+        );
+        use std::hash::BuildHasher;
+        let state = std::hash::RandomState::new();
+        assert_eq!(state.hash_one(&touched), state.hash_one(&default));
     }
 }

@@ -16,7 +16,7 @@
 
 use super::super::bounds::parse_instant;
 use super::super::yaml::MAX_VALUES_PER_FILE;
-use super::super::{Account, Bounds, Location, User};
+use super::super::{Account, Bounds, Location, TimeBounds, User};
 use super::providers::Instances;
 use super::scan;
 use super::users::{ACCOUNT_KEYS, USER_KEYS};
@@ -386,12 +386,12 @@ impl UserReader<'_> {
             None => Some(Status::inactive()),
             Some(s) => accepted(s).map(Status::from_static),
         };
-        let bounds = Bounds {
+        let bounds = Bounds::from(TimeBounds {
             from: effective.from,
             until: effective.until,
             before: status_of(effective.before)?,
             then: status_of(effective.then)?,
-        };
+        });
         Some(Account {
             instance: instance.text.to_string(),
             id: id.text.to_string(),
