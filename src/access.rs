@@ -182,7 +182,7 @@ pub fn compute(
         unmanaged_listed: false,
         errors: Vec::new(),
     };
-    let by_instance = desired.accounts_by_instance();
+    let by_instance = desired.accounts_at(observed.keys().map(String::as_str));
     for (instance, observation) in observed {
         let observation = match observation {
             Ok(observation) => observation,

@@ -1,7 +1,7 @@
 //! The plan: plain data computed by a pure function from desired and observed state.
 //! Every executor (`plan`'s dry run, `apply`, the daemon) consumes this same type.
 
-use crate::desired::{Account, DesiredState, User};
+use crate::desired::DesiredState;
 pub use crate::model::Change;
 use crate::model::{AccountObservation, Observation};
 use crate::status::Status;
@@ -129,19 +129,7 @@ pub fn compute(
         format_version: FORMAT_VERSION,
         ..Plan::default()
     };
-    // Grouped for the observed instances only: a daemon pass or a per-instance plan
-    // then holds one instance's accounts, not all 500,000 of a large folder.
-    let mut by_instance: BTreeMap<&str, Vec<(&User, &Account)>> = observed
-        .keys()
-        .map(|name| (name.as_str(), Vec::new()))
-        .collect();
-    for user in &desired.users {
-        for account in &user.accounts {
-            if let Some(accounts) = by_instance.get_mut(account.instance.as_str()) {
-                accounts.push((user, account));
-            }
-        }
-    }
+    let by_instance = desired.accounts_at(observed.keys().map(String::as_str));
     let end = time.horizon_end();
     for instance in observed.keys() {
         for (user, account) in by_instance.get(instance.as_str()).into_iter().flatten() {

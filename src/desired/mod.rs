@@ -41,15 +41,23 @@ pub struct DesiredState {
 }
 
 impl DesiredState {
-    /// Every account, paired with its user, grouped by instance.
-    pub fn accounts_by_instance(&self) -> BTreeMap<&str, Vec<(&User, &Account)>> {
-        let mut grouped: BTreeMap<&str, Vec<(&User, &Account)>> = BTreeMap::new();
+    /// The accounts of `instances`, each paired with its user, grouped by instance (an
+    /// entry, possibly empty, for every instance asked for). Only these are grouped: a
+    /// daemon pass or a per-instance plan then holds one instance's accounts, not all
+    /// 500,000 of a large folder.
+    pub fn accounts_at<'a>(
+        &'a self,
+        instances: impl IntoIterator<Item = &'a str>,
+    ) -> BTreeMap<&'a str, Vec<(&'a User, &'a Account)>> {
+        let mut grouped: BTreeMap<&str, Vec<(&User, &Account)>> = instances
+            .into_iter()
+            .map(|name| (name, Vec::new()))
+            .collect();
         for user in &self.users {
             for account in &user.accounts {
-                grouped
-                    .entry(account.instance.as_str())
-                    .or_default()
-                    .push((user, account));
+                if let Some(accounts) = grouped.get_mut(account.instance.as_str()) {
+                    accounts.push((user, account));
+                }
             }
         }
         grouped
